@@ -1,0 +1,43 @@
+# FraiseQL Subscriptions — the commands a newcomer needs. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Show the recipes.
+default:
+    @just --list
+
+# Run the demo (for now: a scripted client session through the protocol state machine).
+demo:
+    cargo run --quiet -p fraiseql-protocol --example walkthrough
+
+# The whole test suite: formatting, lints, then every test. CI runs exactly this.
+test: lint
+    cargo test --workspace --all-targets
+    cargo test --workspace --doc
+
+# Formatting and lints, with warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format everything.
+fmt:
+    cargo fmt --all
+    cargo fmt --manifest-path fuzz/Cargo.toml
+
+# Criterion benches for every layer (figures go in docs/benchmarks.md).
+bench *args:
+    cargo bench -p fraiseql-benches {{args}}
+
+# Criterion benches of one layer, e.g. `just bench-layer protocol`.
+bench-layer layer:
+    cargo bench -p fraiseql-benches --bench {{layer}}
+
+# Fuzz one target for a bounded time (needs nightly and `cargo install cargo-fuzz`).
+fuzz target="protocol" seconds="60":
+    cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}}
+
+# API docs for the workspace.
+doc:
+    cargo doc --workspace --no-deps
