@@ -37,7 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if step == 2 {
             // Three events: one payload serialized once, spliced into each frame.
             for n in 1..=3 {
-                let payload = json!({"data": {"message": {"id": n, "text": format!("hello #{n}")}}}).to_string();
+                let payload =
+                    json!({"data": {"message": {"id": n, "text": format!("hello #{n}")}}})
+                        .to_string();
                 for key in &keys {
                     if let Some(frame) = conn.next(*key, &payload) {
                         println!("server -> {frame}");
@@ -68,7 +70,10 @@ fn run_actions(
             Action::Send(frame) => println!("server -> {frame}"),
             Action::SendTransportPing => println!("server -> (WebSocket ping frame)"),
             Action::Authenticate { payload } => {
-                let token = payload.as_ref().and_then(|p| p.get("token")).and_then(|t| t.as_str());
+                let token = payload
+                    .as_ref()
+                    .and_then(|p| p.get("token"))
+                    .and_then(|t| t.as_str());
                 println!("  [auth] verifying token {token:?}: accepted");
                 let ack = JsonObject::from_iter([("server".to_owned(), json!("fraiseql"))]);
                 conn.accept(Some(ack), now)?;

@@ -10,8 +10,9 @@ pub const MAX_CLOSE_REASON_BYTES: usize = 123;
 ///
 /// The 44xx codes are graphql-transport-ws's own (the graphql-ws library's `CloseCode`); the
 /// legacy `graphql-ws` protocol names none, so we use the same ones there (see
-/// `docs/protocol.md`). The graphql-ws client treats 4400, 4401, 4403, 4406, 4409, 4429 and
-/// 4500 as fatal (no reconnect) and retries on the others.
+/// `docs/protocol.md`). The graphql-ws client treats 4400, 4401, 4406, 4409, 4429 and 4500
+/// as fatal (no reconnect), and every 1xxx code but 1000, 1001, 1005, 1006, 1012, 1013 and
+/// 1014; it retries the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseCode {
@@ -19,7 +20,9 @@ pub enum CloseCode {
     Normal,
     /// 1001: the server is going away (graceful shutdown).
     GoingAway,
-    /// 1011: the peer stopped answering keep-alive pings (dead peer), or an internal error.
+    /// 1013 ("try again later"): the peer stayed silent after a keep-alive ping (dead peer).
+    /// A code the graphql-ws client retries, so a peer that was only briefly unreachable
+    /// reconnects.
     KeepAliveTimeout,
     /// 4400: the client sent a message that is not valid (bad JSON, unknown type, bad field).
     BadRequest,
@@ -46,7 +49,7 @@ impl CloseCode {
         match self {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
-            Self::KeepAliveTimeout => 1011,
+            Self::KeepAliveTimeout => 1013,
             Self::BadRequest => 4400,
             Self::Unauthorized => 4401,
             Self::Forbidden => 4403,
@@ -64,7 +67,7 @@ impl CloseCode {
         Some(match code {
             1000 => Self::Normal,
             1001 => Self::GoingAway,
-            1011 => Self::KeepAliveTimeout,
+            1013 => Self::KeepAliveTimeout,
             4400 => Self::BadRequest,
             4401 => Self::Unauthorized,
             4403 => Self::Forbidden,

@@ -13,7 +13,7 @@ pub struct KeepAlive {
     /// Time between two server pings (graphql-transport-ws `ping`, legacy `ka`).
     pub interval: Duration,
     /// How long after a ping the peer may stay silent before it is declared dead and the
-    /// connection closed with 1011. Any message from the peer counts as an answer.
+    /// connection closed with 1013. Any message from the peer counts as an answer.
     pub timeout: Duration,
 }
 
@@ -105,7 +105,7 @@ impl ConnectionConfigBuilder {
         self
     }
 
-    /// Ping every `interval`; close with 1011 when the peer stays silent `timeout` after a ping.
+    /// Ping every `interval`; close with 1013 when the peer stays silent `timeout` after a ping.
     pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.keep_alive = Some(KeepAlive { interval, timeout });
         self

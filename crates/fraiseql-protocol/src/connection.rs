@@ -98,6 +98,13 @@ pub enum Action {
     },
 }
 
+/// How many legacy `start` messages may wait for the connection's acknowledgement.
+///
+/// subscriptions-transport-ws clients send `connection_init` and then, without waiting for
+/// the ack, every queued `start` (again after each reconnect); the reference server holds
+/// them until authentication ends, and so do we, up to this many.
+pub const MAX_PENDING_LEGACY_STARTS: usize = 100;
+
 #[derive(Debug)]
 struct ActiveSubscription {
     id: String,
@@ -134,6 +141,7 @@ pub struct ServerConnection {
     phase: ConnectionPhase,
     active: HashMap<SubscriptionKey, ActiveSubscription>,
     keys_by_id: HashMap<String, SubscriptionKey>,
+    pending_legacy_starts: Vec<(String, SubscribePayload)>,
     next_key: u64,
     init_deadline: Option<Instant>,
     next_keep_alive: Option<Instant>,
@@ -151,6 +159,7 @@ impl ServerConnection {
             phase: ConnectionPhase::AwaitingInit,
             active: HashMap::new(),
             keys_by_id: HashMap::new(),
+            pending_legacy_starts: Vec::new(),
             next_key: 0,
             init_deadline: now.checked_add(config.connection_init_timeout()),
             next_keep_alive: None,
@@ -324,6 +333,9 @@ impl ServerConnection {
             }
             self.next_keep_alive = now.checked_add(keep_alive.interval);
         }
+        for (id, payload) in std::mem::take(&mut self.pending_legacy_starts) {
+            self.subscribe(id, payload);
+        }
         Ok(())
     }
 
@@ -422,6 +434,8 @@ impl ServerConnection {
             ClientMessage::Pong { .. } => {}
             ClientMessage::Subscribe { id, payload } => self.subscribe(id, payload),
             ClientMessage::Complete { id } => {
+                self.pending_legacy_starts
+                    .retain(|(pending, _)| *pending != id);
                 if let Some(key) = self.keys_by_id.remove(&id) {
                     self.active.remove(&key);
                     self.actions.push_back(Action::Stop { key, id });
@@ -434,13 +448,27 @@ impl ServerConnection {
     }
 
     fn subscribe(&mut self, id: String, payload: SubscribePayload) {
-        if self.phase != ConnectionPhase::Ready {
+        let queue_for_ack =
+            self.phase == ConnectionPhase::Authenticating && self.protocol == Protocol::GraphqlWs;
+        if self.phase != ConnectionPhase::Ready && !queue_for_ack {
             self.close(CloseCode::Unauthorized, "Unauthorized");
             return;
         }
-        if self.keys_by_id.contains_key(&id) {
+        let pending = self.pending_legacy_starts.iter().any(|(p, _)| *p == id);
+        if pending || self.keys_by_id.contains_key(&id) {
             let reason = format!("Subscriber for {id} already exists");
             self.close(CloseCode::SubscriberAlreadyExists, &reason);
+            return;
+        }
+        if queue_for_ack {
+            if self.pending_legacy_starts.len() >= MAX_PENDING_LEGACY_STARTS {
+                let reason = format!(
+                    "Too many start messages before connection_ack (limit {MAX_PENDING_LEGACY_STARTS})"
+                );
+                self.close(CloseCode::BadRequest, &reason);
+            } else {
+                self.pending_legacy_starts.push((id, payload));
+            }
             return;
         }
         let key = SubscriptionKey(self.next_key);
@@ -473,6 +501,7 @@ impl ServerConnection {
 
     fn enter_closed(&mut self) {
         self.phase = ConnectionPhase::Closed;
+        self.pending_legacy_starts.clear();
         self.init_deadline = None;
         self.next_keep_alive = None;
         self.answer_deadline = None;

@@ -104,15 +104,24 @@ pub fn encode_next(protocol: Protocol, id: &str, payload_json: &str) -> String {
     frame
 }
 
+/// The error sent when a caller ends a subscription with an empty error list: the
+/// graphql-ws client requires at least one error and closes 4004 on an empty array.
+const UNSPECIFIED_ERROR: &str =
+    r#"[{"message":"Subscription failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]"#;
+
 /// Encodes an `error` frame: the subscription ends with these GraphQL errors. Both protocols
-/// carry the errors as an array (the legacy client accepts an array too).
+/// carry the errors as an array (the legacy client accepts an array too). An empty list is
+/// sent as one generic error, since clients refuse an empty one.
 #[must_use]
 pub fn encode_error(_protocol: Protocol, id: &str, errors: &[GraphQLError]) -> String {
     let mut frame = String::with_capacity(id.len() + 64);
     frame.push_str("{\"id\":");
     push_json_string(&mut frame, id);
     frame.push_str(",\"type\":\"error\",\"payload\":");
-    frame.push_str(&serde_json::to_string(errors).unwrap_or_else(|_| "[]".to_owned()));
+    match serde_json::to_string(errors) {
+        Ok(json) if !errors.is_empty() => frame.push_str(&json),
+        _ => frame.push_str(UNSPECIFIED_ERROR),
+    }
     frame.push('}');
     frame
 }
@@ -246,6 +255,13 @@ mod tests {
             parse(&frame),
             json!({"id":"9","type":"error","payload":[{"message":"bad","locations":[{"line":1,"column":2}]}]})
         );
+    }
+
+    #[test]
+    fn error_frame_never_carries_an_empty_array() {
+        let frame = parse(&encode_error(MODERN, "1", &[]));
+        assert_eq!(frame["payload"].as_array().map(Vec::len), Some(1));
+        assert_eq!(frame["payload"][0]["message"], "Subscription failed");
     }
 
     #[test]

@@ -44,7 +44,9 @@ mod negotiate;
 
 pub use close::{limit_close_reason, CloseCode, MAX_CLOSE_REASON_BYTES};
 pub use config::{ConnectionConfig, ConnectionConfigBuilder, KeepAlive, MIN_MESSAGE_BYTES};
-pub use connection::{Action, ConnectionPhase, ServerConnection, SubscriptionKey};
+pub use connection::{
+    Action, ConnectionPhase, ServerConnection, SubscriptionKey, MAX_PENDING_LEGACY_STARTS,
+};
 pub use error::Error;
 pub use frame::{
     encode_complete, encode_connection_ack, encode_connection_error, encode_error,

@@ -171,13 +171,19 @@ pub fn parse_client_message(
             text.len()
         )));
     }
+    // serde would also read a struct from a JSON array in field order; the protocols only
+    // know objects, so anything else is refused before parsing.
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => InvalidMessage::new("Invalid message: expected a JSON object"),
+            Err(err) => InvalidMessage::new(format!("Invalid message: not valid JSON ({err})")),
+        });
+    }
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|err| {
-        if !err.is_data() {
-            InvalidMessage::new(format!("Invalid message: not valid JSON ({err})"))
-        } else if text.trim_start().starts_with('{') {
+        if err.is_data() {
             InvalidMessage::new(format!("Invalid message: {err}"))
         } else {
-            InvalidMessage::new("Invalid message: expected a JSON object")
+            InvalidMessage::new(format!("Invalid message: not valid JSON ({err})"))
         }
     })?;
     let Some(kind) = envelope.kind.and_then(json_string) else {
@@ -299,10 +305,13 @@ fn subscribe_payload(
             "Invalid message: \"{kind}\" requires a payload object with a \"query\""
         )));
     };
-    let fields: PayloadFields<'_> = serde_json::from_str(raw.get()).map_err(|_| {
-        InvalidMessage::new(format!(
+    if !raw.get().starts_with('{') {
+        return Err(InvalidMessage::new(format!(
             "Invalid message: \"{kind}\" payload must be an object"
-        ))
+        )));
+    }
+    let fields: PayloadFields<'_> = serde_json::from_str(raw.get()).map_err(|err| {
+        InvalidMessage::new(format!("Invalid message: \"{kind}\" payload: {err}"))
     })?;
     let query = fields
         .query
@@ -485,6 +494,26 @@ mod tests {
         assert!(reason(MODERN, r#"{"type":"ping","payload":1}"#).contains("object or null"));
         let ok = parse_client_message(MODERN, r#"{"type":"connection_init","payload":null}"#, MAX);
         assert_eq!(ok.unwrap(), ClientMessage::ConnectionInit { payload: None });
+    }
+
+    #[test]
+    fn json_arrays_are_never_read_as_messages() {
+        assert!(reason(MODERN, r#"["ping",null,null]"#).contains("expected a JSON object"));
+        assert!(reason(MODERN, r#"["ping",null,null,null]"#).contains("expected a JSON object"));
+        let why = reason(
+            MODERN,
+            r#"{"type":"subscribe","id":"1","payload":["q",null,null,null]}"#,
+        );
+        assert!(why.contains("payload must be an object"), "{why}");
+    }
+
+    #[test]
+    fn duplicate_payload_fields_are_named() {
+        let why = reason(
+            MODERN,
+            r#"{"type":"subscribe","id":"1","payload":{"query":"a","query":"b"}}"#,
+        );
+        assert!(why.contains("duplicate field `query`"), "{why}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Every protocol rule, one test each, named for the rule; both protocols where both have it.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // test helpers fail loudly
 
 use std::time::{Duration, Instant};
 
@@ -292,11 +293,75 @@ fn subscribe_before_ack_closes_4401() {
             close_of(&actions),
             (CloseCode::Unauthorized, "Unauthorized".into())
         );
-        let mut authenticating = Peer::new(protocol);
-        authenticating.send(r#"{"type":"connection_init"}"#);
-        let actions = authenticating.send(&subscribe_text(protocol, "1"));
-        assert_eq!(close_of(&actions).0, CloseCode::Unauthorized);
     }
+    let mut authenticating = Peer::new(MODERN);
+    authenticating.send(r#"{"type":"connection_init"}"#);
+    let actions = authenticating.send(&subscribe_text(MODERN, "1"));
+    assert_eq!(close_of(&actions).0, CloseCode::Unauthorized);
+}
+
+#[test]
+fn legacy_starts_sent_during_authentication_wait_for_the_ack() {
+    let mut peer = Peer::new(LEGACY);
+    peer.send(r#"{"type":"connection_init"}"#);
+    assert!(peer.send(&subscribe_text(LEGACY, "1")).is_empty());
+    assert!(peer.send(&subscribe_text(LEGACY, "2")).is_empty());
+    assert!(peer.send(&subscribe_text(LEGACY, "3")).is_empty());
+    assert!(
+        peer.send(&complete_text(LEGACY, "2")).is_empty(),
+        "a stop cancels a queued start"
+    );
+    peer.conn.accept(None, peer.now).unwrap();
+    let actions: Vec<_> = peer.conn.drain_actions().collect();
+    assert_eq!(
+        sent_json(&actions),
+        vec![json!({"type":"connection_ack"}), json!({"type":"ka"})]
+    );
+    let started: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["1", "3"]);
+}
+
+#[test]
+fn legacy_starts_queued_during_a_rejected_authentication_never_start() {
+    let mut peer = Peer::new(LEGACY);
+    peer.send(r#"{"type":"connection_init"}"#);
+    peer.send(&subscribe_text(LEGACY, "1"));
+    peer.conn.reject("bad token").unwrap();
+    let actions: Vec<_> = peer.conn.drain_actions().collect();
+    assert!(
+        actions.iter().all(|a| !matches!(a, Action::Start { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(close_of(&actions).0, CloseCode::Forbidden);
+}
+
+#[test]
+fn legacy_queued_duplicate_id_closes_4409() {
+    let mut peer = Peer::new(LEGACY);
+    peer.send(r#"{"type":"connection_init"}"#);
+    peer.send(&subscribe_text(LEGACY, "1"));
+    let actions = peer.send(&subscribe_text(LEGACY, "1"));
+    assert_eq!(close_of(&actions).0, CloseCode::SubscriberAlreadyExists);
+}
+
+#[test]
+fn legacy_start_queue_is_bounded() {
+    let mut peer = Peer::new(LEGACY);
+    peer.send(r#"{"type":"connection_init"}"#);
+    for n in 0..fraiseql_protocol::MAX_PENDING_LEGACY_STARTS {
+        assert!(peer
+            .send(&subscribe_text(LEGACY, &n.to_string()))
+            .is_empty());
+    }
+    let (code, reason) = close_of(&peer.send(&subscribe_text(LEGACY, "one-too-many")));
+    assert_eq!(code, CloseCode::BadRequest);
+    assert!(reason.contains("before connection_ack"), "{reason}");
 }
 
 #[test]
@@ -510,7 +575,7 @@ fn server_sends_keep_alive_pings_at_the_configured_interval() {
 }
 
 #[test]
-fn dead_peer_that_never_answers_a_ping_closes_1011() {
+fn dead_peer_that_never_answers_a_ping_closes_1013() {
     let mut peer = Peer::with_config(MODERN, keep_alive_config(1000, 800));
     peer.init_and_accept();
     let key = peer.start("1");
@@ -530,7 +595,7 @@ fn dead_peer_that_never_answers_a_ping_closes_1011() {
     );
     let (code, reason) = close_of(&actions);
     assert_eq!(code, CloseCode::KeepAliveTimeout);
-    assert_eq!(code.as_u16(), 1011);
+    assert_eq!(code.as_u16(), 1013);
     assert!(reason.contains("800 ms"), "{reason}");
 }
 
@@ -577,7 +642,7 @@ fn legacy_keep_alive_sends_ka_and_a_transport_ping() {
 }
 
 #[test]
-fn legacy_dead_peer_without_transport_pong_closes_1011() {
+fn legacy_dead_peer_without_transport_pong_closes_1013() {
     let mut peer = Peer::with_config(LEGACY, keep_alive_config(1000, 800));
     peer.init_and_accept();
     peer.advance(Duration::from_millis(1000));
