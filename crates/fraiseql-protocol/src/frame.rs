@@ -32,6 +32,15 @@ fn push_json_string(out: &mut String, text: &str) {
     }
 }
 
+/// Appends `{"id":<id>,"type":"next","payload":` (legacy: `"data"`) to `out`.
+fn push_next_prefix(out: &mut String, protocol: Protocol, id: &str) {
+    out.push_str("{\"id\":");
+    push_json_string(out, id);
+    out.push_str(",\"type\":\"");
+    out.push_str(data_type(protocol));
+    out.push_str("\",\"payload\":");
+}
+
 /// The part of a data frame that depends only on the protocol and the subscription id,
 /// built once when the subscription starts and reused for every event it receives.
 ///
@@ -54,11 +63,7 @@ impl NextFramePrefix {
     #[must_use]
     pub fn new(protocol: Protocol, id: &str) -> Self {
         let mut prefix = String::with_capacity(id.len() + 40);
-        prefix.push_str("{\"id\":");
-        push_json_string(&mut prefix, id);
-        prefix.push_str(",\"type\":\"");
-        prefix.push_str(data_type(protocol));
-        prefix.push_str("\",\"payload\":");
+        push_next_prefix(&mut prefix, protocol, id);
         Self {
             prefix: prefix.into_boxed_str(),
         }
@@ -94,11 +99,7 @@ impl NextFramePrefix {
 #[must_use]
 pub fn encode_next(protocol: Protocol, id: &str, payload_json: &str) -> String {
     let mut frame = String::with_capacity(id.len() + payload_json.len() + 42);
-    frame.push_str("{\"id\":");
-    push_json_string(&mut frame, id);
-    frame.push_str(",\"type\":\"");
-    frame.push_str(data_type(protocol));
-    frame.push_str("\",\"payload\":");
+    push_next_prefix(&mut frame, protocol, id);
     frame.push_str(payload_json);
     frame.push('}');
     frame
