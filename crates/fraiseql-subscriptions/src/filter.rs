@@ -1,0 +1,1 @@
+//! Event filters (in progress).

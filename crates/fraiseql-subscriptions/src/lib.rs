@@ -1,0 +1,21 @@
+//! # fraiseql-subscriptions
+//!
+//! The engine of FraiseQL Subscriptions: one published event reaches exactly the subscribers
+//! that asked for it and may see it, shaped by each one's selection set, serialized once per
+//! distinct projection. Servers, the Python package and the Redis / PostgreSQL buses are ways
+//! in and out of this crate.
+//!
+//! Modules so far: [`Event`] (shared, parsed at most once), the [`EventBus`] trait with the
+//! embedded [`InMemoryBus`], subscription documents compiled into projection plans
+//! ([`document`]), and declarative event filters ([`filter`]).
+
+mod bus;
+pub mod document;
+mod event;
+pub mod filter;
+
+pub use bus::{
+    validate_channel, BusError, BusStats, EventBus, EventStream, InMemoryBus, StreamId,
+    DEFAULT_STREAM_CAPACITY, MAX_CHANNEL_BYTES,
+};
+pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE};
