@@ -7,12 +7,14 @@
 //!
 //! Modules so far: [`Event`] (shared, parsed at most once), the [`EventBus`] trait with the
 //! embedded [`InMemoryBus`], subscription documents compiled into projection plans
-//! ([`document`]), and declarative event filters ([`filter`]).
+//! ([`document`]), declarative event filters ([`filter`]), and the subscription
+//! [`registry`] with channel templates.
 
 mod bus;
 pub mod document;
 mod event;
 pub mod filter;
+pub mod registry;
 
 pub use bus::{
     validate_channel, BusError, BusStats, EventBus, EventStream, InMemoryBus, StreamId,

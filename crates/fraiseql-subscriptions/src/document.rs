@@ -1,1 +1,0 @@
-//! Subscription documents (in progress).
