@@ -158,6 +158,7 @@ pub struct Event {
     event_type: String,
     data: EventData,
     tenant_id: Option<String>,
+    global: bool,
     audience: Option<Audience>,
     timestamp_us: u64,
     correlation_id: Option<String>,
@@ -184,6 +185,7 @@ impl Event {
             event_type: DEFAULT_EVENT_TYPE.to_owned(),
             data: data.into(),
             tenant_id: None,
+            global: false,
             audience: None,
             timestamp_us: now_micros(),
             correlation_id: None,
@@ -208,6 +210,14 @@ impl Event {
     #[must_use]
     pub fn with_tenant(mut self, tenant_id: impl Into<String>) -> Self {
         self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// Marks the event as global: in multi-tenant mode it reaches every tenant's subscribers
+    /// (an event with no tenant is otherwise dropped there, failing closed).
+    #[must_use]
+    pub const fn global(mut self) -> Self {
+        self.global = true;
         self
     }
 
@@ -262,6 +272,12 @@ impl Event {
         self.tenant_id.as_deref()
     }
 
+    /// Whether the event is explicitly for every tenant.
+    #[must_use]
+    pub const fn is_global(&self) -> bool {
+        self.global
+    }
+
     /// Who may see it, if restricted.
     #[must_use]
     pub const fn audience(&self) -> Option<&Audience> {
@@ -294,6 +310,7 @@ impl Event {
             event_type: Cow::Borrowed(&self.event_type),
             data,
             tenant_id: self.tenant_id.as_deref().map(Cow::Borrowed),
+            global: self.global,
             audience: self.audience.clone(),
             timestamp_us: self.timestamp_us,
             correlation_id: self.correlation_id.as_deref().map(Cow::Borrowed),
@@ -320,6 +337,7 @@ impl Event {
             event_type: wire.event_type.into_owned(),
             data,
             tenant_id: wire.tenant_id.map(Cow::into_owned),
+            global: wire.global,
             audience: wire.audience,
             timestamp_us: wire.timestamp_us,
             correlation_id: wire.correlation_id.map(Cow::into_owned),
@@ -339,12 +357,19 @@ struct WireEvent<'a> {
     data: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     tenant_id: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    global: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audience: Option<Audience>,
     #[serde(rename = "ts")]
     timestamp_us: u64,
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     correlation_id: Option<Cow<'a, str>>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+const fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[cfg(test)]
@@ -390,6 +415,7 @@ mod tests {
             .with_id("e-1")
             .with_type("created")
             .with_tenant("t")
+            .global()
             .with_audience(Audience::roles(["admin"]))
             .with_correlation_id("c-9")
             .with_timestamp_us(42);
@@ -398,6 +424,7 @@ mod tests {
         assert_eq!(back.channel(), "room:1");
         assert_eq!(back.event_type(), "created");
         assert_eq!(back.tenant_id(), Some("t"));
+        assert!(back.is_global());
         assert_eq!(back.audience(), Some(&Audience::roles(["admin"])));
         assert_eq!(back.correlation_id(), Some("c-9"));
         assert_eq!(back.timestamp_us(), 42);

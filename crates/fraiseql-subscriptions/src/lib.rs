@@ -8,13 +8,14 @@
 //! Modules so far: [`Event`] (shared, parsed at most once), the [`EventBus`] trait with the
 //! embedded [`InMemoryBus`], subscription documents compiled into projection plans
 //! ([`document`]), declarative event filters ([`filter`]), and the subscription
-//! [`registry`] with channel templates.
+//! [`registry`] with channel templates, and the [`security`] checks.
 
 mod bus;
 pub mod document;
 mod event;
 pub mod filter;
 pub mod registry;
+pub mod security;
 
 pub use bus::{
     validate_channel, BusError, BusStats, EventBus, EventStream, InMemoryBus, StreamId,
