@@ -8,12 +8,14 @@
 //! Modules so far: [`Event`] (shared, parsed at most once), the [`EventBus`] trait with the
 //! embedded [`InMemoryBus`], subscription documents compiled into projection plans
 //! ([`document`]), declarative event filters ([`filter`]), and the subscription
-//! [`registry`] with channel templates, and the [`security`] checks.
+//! [`registry`] with channel templates, the [`security`] checks, and
+//! [`metrics`] with a Prometheus exposition.
 
 mod bus;
 pub mod document;
 mod event;
 pub mod filter;
+pub mod metrics;
 pub mod registry;
 pub mod security;
 
