@@ -20,6 +20,9 @@ pub enum CloseCode {
     Normal,
     /// 1001: the server is going away (graceful shutdown).
     GoingAway,
+    /// 1008 (policy violation): the client read its messages too slowly and its outbox
+    /// overflowed (the engine's default slow-consumer policy).
+    SlowConsumer,
     /// 1013 ("try again later"): the peer stayed silent after a keep-alive ping (dead peer).
     /// A code the graphql-ws client retries, so a peer that was only briefly unreachable
     /// reconnects.
@@ -49,6 +52,7 @@ impl CloseCode {
         match self {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
+            Self::SlowConsumer => 1008,
             Self::KeepAliveTimeout => 1013,
             Self::BadRequest => 4400,
             Self::Unauthorized => 4401,
@@ -67,6 +71,7 @@ impl CloseCode {
         Some(match code {
             1000 => Self::Normal,
             1001 => Self::GoingAway,
+            1008 => Self::SlowConsumer,
             1013 => Self::KeepAliveTimeout,
             4400 => Self::BadRequest,
             4401 => Self::Unauthorized,
@@ -117,6 +122,7 @@ mod tests {
         for code in [
             CloseCode::Normal,
             CloseCode::GoingAway,
+            CloseCode::SlowConsumer,
             CloseCode::KeepAliveTimeout,
             CloseCode::BadRequest,
             CloseCode::Unauthorized,

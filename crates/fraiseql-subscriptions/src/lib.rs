@@ -15,7 +15,9 @@ mod bus;
 pub mod document;
 mod event;
 pub mod filter;
+pub mod limits;
 pub mod metrics;
+mod outbox;
 pub mod registry;
 pub mod security;
 
@@ -24,3 +26,4 @@ pub use bus::{
     DEFAULT_STREAM_CAPACITY, MAX_CHANNEL_BYTES,
 };
 pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE};
+pub use outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
