@@ -15,7 +15,6 @@ mod bus;
 pub mod document;
 mod event;
 pub mod filter;
-pub mod limits;
 pub mod metrics;
 mod outbox;
 pub mod registry;
