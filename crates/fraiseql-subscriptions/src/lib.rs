@@ -13,6 +13,7 @@
 
 mod bus;
 pub mod document;
+mod engine;
 mod event;
 pub mod filter;
 pub mod metrics;
@@ -23,6 +24,10 @@ pub mod security;
 pub use bus::{
     validate_channel, BusError, BusStats, EventBus, EventStream, InMemoryBus, StreamId,
     DEFAULT_STREAM_CAPACITY, MAX_CHANNEL_BYTES,
+};
+pub use engine::{
+    ConnectionHandle, Engine, EngineConfig, EngineError, FieldConfig, Resolved, Resolver,
+    ResolverError,
 };
 pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE};
 pub use outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};

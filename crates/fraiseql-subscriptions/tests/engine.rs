@@ -1,0 +1,521 @@
+//! The engine in process: real protocol state machines as clients, the in-memory bus,
+//! dispatch through security, filters, resolvers, projection and outboxes.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests fail loudly
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use fraiseql_protocol::{
+    Action, ConnectionConfig, Protocol, ServerConnection, SubscribePayload, SubscriptionKey,
+};
+use fraiseql_subscriptions::filter::{FilterOp, FilterSpec};
+use fraiseql_subscriptions::security::{Principal, SecurityPolicy};
+use fraiseql_subscriptions::{
+    ConnectionHandle, Engine, EngineConfig, Event, EventBus, FieldConfig, InMemoryBus, Outbound,
+    OverflowPolicy, Resolved, Resolver, ResolverError,
+};
+use serde_json::{json, Value};
+
+/// A client: its protocol state machine and its engine connection.
+struct Client {
+    conn: ServerConnection,
+    handle: ConnectionHandle,
+    next_id: u32,
+}
+
+impl Client {
+    fn new(engine: &Engine, principal: Principal) -> Self {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(
+            Protocol::GraphqlTransportWs,
+            ConnectionConfig::default(),
+            now,
+        );
+        conn.handle_text(r#"{"type":"connection_init"}"#, now);
+        conn.accept(None, now).unwrap();
+        let _ = conn.drain_actions().count();
+        Self {
+            conn,
+            handle: engine.connect(principal),
+            next_id: 0,
+        }
+    }
+
+    /// Subscribes through the protocol, as a transport would; returns the key and id.
+    async fn subscribe(
+        &mut self,
+        engine: &Engine,
+        query: &str,
+        variables: Value,
+    ) -> (SubscriptionKey, String) {
+        self.next_id += 1;
+        let id = format!("s{}", self.next_id);
+        let text = json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}});
+        self.conn.handle_text(&text.to_string(), Instant::now());
+        let Some(Action::Start { key, payload, .. }) = self.conn.poll_action() else {
+            panic!("no start")
+        };
+        let _ = engine.subscribe(self.handle.id, key, &payload).await;
+        (key, id)
+    }
+
+    /// Every frame the engine queued so far, as the transport would send them.
+    fn frames(&mut self) -> Vec<Value> {
+        let mut batch = Vec::new();
+        self.handle.outbox.try_recv_batch(&mut batch, usize::MAX);
+        let mut frames = Vec::new();
+        for message in batch {
+            let frame = match message {
+                Outbound::Next { key, payload } => self.conn.next(key, &payload),
+                Outbound::Complete { key } => self.conn.complete(key),
+                Outbound::Error { key, errors } => self.conn.error(key, &errors),
+                Outbound::Close { code, reason } => {
+                    self.conn.close(code, &reason);
+                    Some(json!({"close": code.as_u16(), "reason": reason}).to_string())
+                }
+            };
+            if let Some(frame) = frame {
+                frames.push(serde_json::from_str(&frame).unwrap());
+            }
+        }
+        frames
+    }
+}
+
+const MESSAGE: &str = "subscription($room: String!) { message(room: $room) { id text } }";
+
+fn chat_fields() -> HashMap<String, FieldConfig> {
+    HashMap::from([(
+        "message".to_owned(),
+        FieldConfig::new("room:{room}").unwrap(),
+    )])
+}
+
+async fn engine_with(
+    fields: HashMap<String, FieldConfig>,
+    config: EngineConfig,
+) -> (Arc<Engine>, Arc<InMemoryBus>) {
+    let bus = Arc::new(InMemoryBus::new());
+    let engine = Arc::new(
+        Engine::new(bus.clone() as Arc<dyn EventBus>, fields, config)
+            .await
+            .unwrap(),
+    );
+    (engine, bus)
+}
+
+/// Publishes and dispatches synchronously (the bus stream is drained by `run` in real use).
+async fn publish(engine: &Engine, event: Event) {
+    engine.dispatch(&Arc::new(event)).await;
+}
+
+#[tokio::test]
+async fn an_event_reaches_its_channels_subscribers_projected_with_their_ids() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut alice = Client::new(&engine, Principal::user("alice"));
+    let mut bob = Client::new(&engine, Principal::user("bob"));
+    let (_, alice_id) = alice
+        .subscribe(&engine, MESSAGE, json!({"room": "lobby"}))
+        .await;
+    let (_, bob_id) = bob
+        .subscribe(&engine, MESSAGE, json!({"room": "kitchen"}))
+        .await;
+    publish(
+        &engine,
+        Event::new(
+            "room:lobby",
+            json!({"id": "1", "text": "hi", "secret": "x"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        alice.frames(),
+        vec![
+            json!({"id": alice_id, "type": "next", "payload": {"data": {"message": {"id": "1", "text": "hi"}}}})
+        ]
+    );
+    assert!(bob.frames().is_empty(), "kitchen does not hear the lobby");
+    publish(
+        &engine,
+        Event::new(
+            "room:kitchen",
+            json!({"id": "2", "text": "yo", "flag": true}),
+        ),
+    )
+    .await;
+    assert_eq!(bob.frames()[0]["id"], bob_id);
+}
+
+#[tokio::test]
+async fn one_payload_is_serialized_once_and_shared() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut clients: Vec<Client> = (0..3)
+        .map(|n| Client::new(&engine, Principal::user(format!("u{n}"))))
+        .collect();
+    for client in &mut clients {
+        client
+            .subscribe(&engine, MESSAGE, json!({"room": "r"}))
+            .await;
+    }
+    publish(
+        &engine,
+        Event::new("room:r", json!({"id": "1", "text": "t"})),
+    )
+    .await;
+    let payloads: Vec<Arc<str>> = clients
+        .iter()
+        .map(|c| {
+            let mut batch = Vec::new();
+            c.handle.outbox.try_recv_batch(&mut batch, 10);
+            match batch.pop() {
+                Some(Outbound::Next { payload, .. }) => payload,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert!(
+        payloads.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])),
+        "one shared serialization"
+    );
+}
+
+#[tokio::test]
+async fn tenant_b_never_receives_tenant_a_events() {
+    let config = EngineConfig {
+        security: SecurityPolicy {
+            multi_tenant: true,
+            ..SecurityPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let mut a = Client::new(&engine, Principal::user("a").with_tenant("A"));
+    let mut b = Client::new(&engine, Principal::user("b").with_tenant("B"));
+    a.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    b.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    publish(
+        &engine,
+        Event::new("room:r", json!({"id": "1", "text": "a"})).with_tenant("A"),
+    )
+    .await;
+    publish(
+        &engine,
+        Event::new("room:r", json!({"id": "2", "text": "none"})),
+    )
+    .await;
+    assert_eq!(a.frames().len(), 1);
+    assert!(b.frames().is_empty());
+    assert_eq!(engine.metrics().snapshot().security_rejections, 3);
+}
+
+#[tokio::test]
+async fn filters_bound_to_arguments_select_events() {
+    let mut fields = HashMap::new();
+    fields.insert(
+        "orderUpdated".to_owned(),
+        FieldConfig::new("orders")
+            .unwrap()
+            .with_filter(FilterSpec::bound("customer", FilterOp::Eq, "customer")),
+    );
+    let (engine, _) = engine_with(fields, EngineConfig::default()).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    c.subscribe(
+        &engine,
+        "subscription { orderUpdated(customer: \"c1\") { id } }",
+        json!({}),
+    )
+    .await;
+    publish(
+        &engine,
+        Event::new("orders", json!({"id": 1, "customer": "c2"})),
+    )
+    .await;
+    publish(
+        &engine,
+        Event::new("orders", json!({"id": 2, "customer": "c1"})),
+    )
+    .await;
+    let frames = c.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["payload"]["data"]["orderUpdated"]["id"], 2);
+}
+
+#[derive(Debug, Default)]
+struct CountingResolver {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Resolver for CountingResolver {
+    async fn resolve(
+        &self,
+        event: &Arc<Event>,
+        _field: &str,
+        arguments: &serde_json::Map<String, Value>,
+    ) -> Result<Resolved, ResolverError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let data = event.data().value().unwrap();
+        match arguments.get("mode").and_then(Value::as_str) {
+            Some("fail") => Err(ResolverError {
+                message: "resolver exploded".into(),
+            }),
+            Some("end") => Ok(Resolved::Complete),
+            Some("skip") => Ok(Resolved::Skip),
+            _ => Ok(Resolved::Value(
+                json!({"id": data["id"], "text": format!("{} (resolved)", data["text"].as_str().unwrap_or(""))}),
+            )),
+        }
+    }
+}
+
+fn resolver_fields(resolver: Arc<CountingResolver>) -> HashMap<String, FieldConfig> {
+    HashMap::from([(
+        "message".to_owned(),
+        FieldConfig::new("room:{room}")
+            .unwrap()
+            .with_resolver(resolver),
+    )])
+}
+
+const MODE: &str =
+    "subscription($room: String!, $mode: String) { message(room: $room, mode: $mode) { text } }";
+
+#[tokio::test]
+async fn a_resolver_runs_once_per_group_not_per_subscriber() {
+    let resolver = Arc::new(CountingResolver::default());
+    let (engine, _) = engine_with(resolver_fields(resolver.clone()), EngineConfig::default()).await;
+    let mut clients: Vec<Client> = (0..4)
+        .map(|n| Client::new(&engine, Principal::user(format!("u{n}"))))
+        .collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        let mode = if n == 3 { "other" } else { "plain" };
+        client
+            .subscribe(&engine, MODE, json!({"room": "r", "mode": mode}))
+            .await;
+    }
+    publish(
+        &engine,
+        Event::new("room:r", json!({"id": "1", "text": "hi"})),
+    )
+    .await;
+    assert_eq!(
+        resolver.calls.load(Ordering::SeqCst),
+        2,
+        "two groups, two calls"
+    );
+    for client in &mut clients {
+        assert_eq!(
+            client.frames()[0]["payload"]["data"]["message"]["text"],
+            "hi (resolved)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_resolver_failure_errors_its_group_only() {
+    let resolver = Arc::new(CountingResolver::default());
+    let (engine, _) = engine_with(resolver_fields(resolver), EngineConfig::default()).await;
+    let mut failing = Client::new(&engine, Principal::user("f"));
+    let mut fine = Client::new(&engine, Principal::user("g"));
+    let (_, failing_id) = failing
+        .subscribe(&engine, MODE, json!({"room": "r", "mode": "fail"}))
+        .await;
+    fine.subscribe(&engine, MODE, json!({"room": "r"})).await;
+    publish(
+        &engine,
+        Event::new("room:r", json!({"id": "1", "text": "x"})),
+    )
+    .await;
+    let frames = failing.frames();
+    assert_eq!(
+        frames,
+        vec![
+            json!({"id": failing_id, "type": "error", "payload": [{"message": "resolver exploded", "extensions": {"code": "RESOLVER_ERROR"}}]})
+        ]
+    );
+    assert_eq!(fine.frames().len(), 1);
+    assert_eq!(
+        engine.subscription_count(),
+        1,
+        "the failed subscription ended"
+    );
+    assert_eq!(engine.metrics().snapshot().resolver_errors, 1);
+}
+
+#[tokio::test]
+async fn a_resolver_can_end_a_subscription_with_complete() {
+    let resolver = Arc::new(CountingResolver::default());
+    let (engine, bus) = engine_with(resolver_fields(resolver), EngineConfig::default()).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    let (_, id) = c
+        .subscribe(&engine, MODE, json!({"room": "r", "mode": "end"}))
+        .await;
+    publish(
+        &engine,
+        Event::new("room:r", json!({"id": "1", "text": "x"})),
+    )
+    .await;
+    assert_eq!(c.frames(), vec![json!({"id": id, "type": "complete"})]);
+    assert_eq!(engine.subscription_count(), 0);
+    assert_eq!(
+        bus.stats().active_channels,
+        0,
+        "the bus stopped listening on the channel"
+    );
+}
+
+#[tokio::test]
+async fn unsubscribe_and_disconnect_stop_delivery_and_free_the_channel() {
+    let (engine, bus) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    let (key, _) = c.subscribe(&engine, MESSAGE, json!({"room": "a"})).await;
+    c.subscribe(&engine, MESSAGE, json!({"room": "b"})).await;
+    assert_eq!(bus.stats().active_channels, 2);
+    engine.unsubscribe(c.handle.id, key).await;
+    publish(
+        &engine,
+        Event::new("room:a", json!({"id": "1", "text": "x"})),
+    )
+    .await;
+    assert!(c.frames().is_empty());
+    engine.disconnect(c.handle.id).await;
+    assert_eq!(engine.subscription_count(), 0);
+    assert_eq!(bus.stats().active_channels, 0);
+    assert!(c.handle.outbox.is_closed());
+    assert_eq!(engine.metrics().snapshot().connections, 0);
+}
+
+#[tokio::test]
+async fn invalid_documents_and_unknown_fields_get_an_error_message() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    let (_, bad) = c
+        .subscribe(&engine, "subscription { message(room: ", json!({}))
+        .await;
+    let (_, unknown) = c
+        .subscribe(&engine, "subscription { typing { who } }", json!({}))
+        .await;
+    let (_, missing) = c.subscribe(&engine, MESSAGE, json!({})).await;
+    let frames = c.frames();
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    assert_eq!(frames[0]["id"], bad);
+    assert_eq!(frames[0]["type"], "error");
+    assert_eq!(frames[1]["id"], unknown);
+    assert!(frames[1]["payload"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("typing"));
+    assert_eq!(frames[2]["id"], missing);
+    assert_eq!(engine.subscription_count(), 0);
+}
+
+#[tokio::test]
+async fn delivery_order_equals_publish_order_through_the_bus() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let runner = {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move { engine.run().await })
+    };
+    let mut c = Client::new(&engine, Principal::user("c"));
+    c.subscribe(&engine, MESSAGE, json!({"room": "o"})).await;
+    for n in 0..50 {
+        engine
+            .publish(Event::new(
+                "room:o",
+                json!({"id": n.to_string(), "text": "t"}),
+            ))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut batch = Vec::new();
+    while seen.len() < 50 {
+        batch.clear();
+        assert!(c.handle.outbox.recv_batch(&mut batch, 64).await);
+        for message in batch.drain(..) {
+            let Outbound::Next { key, payload } = message else {
+                panic!()
+            };
+            let frame: Value = serde_json::from_str(&c.conn.next(key, &payload).unwrap()).unwrap();
+            seen.push(
+                frame["payload"]["data"]["message"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    runner.abort();
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_and_nobody_else_is_affected() {
+    let config = EngineConfig {
+        outbox_capacity: 3,
+        overflow_policy: OverflowPolicy::CloseConnection,
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let mut slow = Client::new(&engine, Principal::user("slow"));
+    let mut fast = Client::new(&engine, Principal::user("fast"));
+    slow.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    fast.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    for n in 0..5 {
+        publish(
+            &engine,
+            Event::new("room:r", json!({"id": n.to_string(), "text": "t"})),
+        )
+        .await;
+        assert_eq!(fast.frames().len(), 1, "the fast client reads every event");
+    }
+    let frames = slow.frames();
+    assert_eq!(
+        frames,
+        vec![
+            json!({"close": 1008, "reason": "Slow consumer: more than 3 messages waiting to be sent"})
+        ]
+    );
+    assert_eq!(engine.metrics().snapshot().outbox_overflows, 1);
+}
+
+#[tokio::test]
+async fn subscribe_payloads_from_both_protocols_work() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let handle = engine.connect(Principal::anonymous());
+    let now = Instant::now();
+    let mut legacy = ServerConnection::new(Protocol::GraphqlWs, ConnectionConfig::default(), now);
+    legacy.handle_text(r#"{"type":"connection_init"}"#, now);
+    legacy.accept(None, now).unwrap();
+    legacy.handle_text(&json!({"id": "1", "type": "start", "payload": {"query": MESSAGE, "variables": {"room": "l"}}}).to_string(), now);
+    let key = legacy
+        .drain_actions()
+        .find_map(|a| match a {
+            Action::Start { key, .. } => Some(key),
+            _ => None,
+        })
+        .unwrap();
+    let request = SubscribePayload {
+        query: MESSAGE.into(),
+        operation_name: None,
+        variables: json!({"room": "l"}).as_object().cloned(),
+        extensions: None,
+    };
+    engine.subscribe(handle.id, key, &request).await.unwrap();
+    publish(
+        &engine,
+        Event::new("room:l", json!({"id": "1", "text": "old"})),
+    )
+    .await;
+    let mut batch = Vec::new();
+    handle.outbox.try_recv_batch(&mut batch, 10);
+    let Some(Outbound::Next { key, payload }) = batch.pop() else {
+        panic!()
+    };
+    let frame: Value = serde_json::from_str(&legacy.next(key, &payload).unwrap()).unwrap();
+    assert_eq!(frame["type"], "data");
+}
