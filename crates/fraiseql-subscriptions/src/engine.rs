@@ -15,7 +15,11 @@ use crate::bus::{BusError, EventBus, EventStream};
 use crate::document::{DocumentError, DocumentLimits, PreparedSubscription, SubscriptionDocuments};
 use crate::event::Event;
 use crate::filter::{CompiledFilter, FilterSpec};
-use crate::metrics::{DropReason, Metrics};
+use crate::limits::{
+    check_caps, check_connection_cap, DeliveryLimiter, LimitRejection, LimitsConfig, LimitsError,
+    MessageLimiter, SubscribeLimiter,
+};
+use crate::metrics::{DropReason, Metrics, RateLimitKind};
 use crate::outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 use crate::registry::{ChannelTemplate, ConnectionId, Registry, SubscriptionId, TemplateError};
 use crate::security::{DeliveryGuard, Principal, Requirement, SecurityPolicy};
@@ -113,6 +117,9 @@ pub enum EngineError {
     /// The bus failed.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// A limit setting is invalid.
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
 }
 
 /// Settings for an [`Engine`].
@@ -124,8 +131,8 @@ pub struct EngineConfig {
     pub document_limits: DocumentLimits,
     /// Security settings.
     pub security: SecurityPolicy,
-    /// Capacity of each connection's outbox.
-    pub outbox_capacity: usize,
+    /// Rate limits, caps and the outbox capacity.
+    pub limits: LimitsConfig,
     /// What a full outbox does.
     pub overflow_policy: OverflowPolicy,
 }
@@ -141,11 +148,14 @@ struct ActiveSubscription {
     field: Arc<FieldConfig>,
     /// Subscriptions with the same group share one resolver call per event.
     group: Arc<str>,
+    /// The delivery rate limit, when one is configured.
+    limiter: Option<DeliveryLimiter>,
 }
 
 #[derive(Debug)]
 struct Connection {
     principal: Principal,
+    user: Option<String>,
     outbox: Arc<Outbox>,
     subscriptions: HashMap<SubscriptionKey, SubscriptionId>,
 }
@@ -154,6 +164,7 @@ struct Connection {
 struct State {
     registry: Registry<Arc<ActiveSubscription>>,
     connections: HashMap<ConnectionId, Connection>,
+    connections_by_user: HashMap<String, usize>,
 }
 
 /// The subscription engine: register fields, connect clients, subscribe, publish.
@@ -170,6 +181,7 @@ pub struct Engine {
     stream_id: u64,
     stream: tokio::sync::Mutex<Option<EventStream>>,
     state: RwLock<State>,
+    subscribe_limiter: SubscribeLimiter,
     next_connection: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -190,6 +202,20 @@ pub struct ConnectionHandle {
     pub id: ConnectionId,
     /// Where its messages wait for the transport.
     pub outbox: Arc<Outbox>,
+    messages: Option<Arc<MessageLimiter>>,
+}
+
+impl ConnectionHandle {
+    /// Whether the client may send one more message now (the per-connection message rate).
+    /// Transports call it for each client frame and close the connection when it says no.
+    ///
+    /// # Errors
+    /// The [`LimitRejection`] to report (kind `MessageRate`).
+    pub fn check_message(&self) -> Result<(), LimitRejection> {
+        self.messages
+            .as_ref()
+            .map_or(Ok(()), |limiter| limiter.check())
+    }
 }
 
 impl Engine {
@@ -200,15 +226,14 @@ impl Engine {
     pub async fn new(
         bus: Arc<dyn EventBus>,
         fields: HashMap<String, FieldConfig>,
-        mut config: EngineConfig,
+        config: EngineConfig,
     ) -> Result<Self, EngineError> {
+        config.limits.validate()?;
         let documents =
             SubscriptionDocuments::new(config.schema.as_deref(), config.document_limits)?;
         let stream = bus.subscribe(&[]).await?;
-        if config.outbox_capacity == 0 {
-            config.outbox_capacity = 1024;
-        }
         Ok(Self {
+            subscribe_limiter: SubscribeLimiter::new(&config.limits),
             fields: fields.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             documents,
             config,
@@ -228,22 +253,44 @@ impl Engine {
     }
 
     /// Registers an authenticated connection.
-    pub fn connect(&self, principal: Principal) -> ConnectionHandle {
+    ///
+    /// # Errors
+    /// [`LimitRejection`] when the user already holds the most connections allowed; the
+    /// transport closes the socket with 4403 and the message.
+    pub fn connect(&self, principal: Principal) -> Result<ConnectionHandle, LimitRejection> {
         let id = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed));
+        let limits = &self.config.limits;
         let outbox = Arc::new(Outbox::new(
-            self.config.outbox_capacity,
+            limits.outbox_capacity,
             self.config.overflow_policy,
         ));
-        self.write().connections.insert(
-            id,
-            Connection {
-                principal,
-                outbox: Arc::clone(&outbox),
-                subscriptions: HashMap::new(),
-            },
-        );
+        let user = principal.user_id.clone();
+        {
+            let mut state = self.write();
+            if let Some(user) = &user {
+                let held = state.connections_by_user.get(user).copied().unwrap_or(0);
+                check_connection_cap(limits, held)?;
+                *state.connections_by_user.entry(user.clone()).or_default() += 1;
+            }
+            state.connections.insert(
+                id,
+                Connection {
+                    principal,
+                    user,
+                    outbox: Arc::clone(&outbox),
+                    subscriptions: HashMap::new(),
+                },
+            );
+        }
         self.metrics.connections_changed(1);
-        ConnectionHandle { id, outbox }
+        let messages = limits
+            .message_rate_per_connection
+            .map(|rate| Arc::new(MessageLimiter::new(rate)));
+        Ok(ConnectionHandle {
+            id,
+            outbox,
+            messages,
+        })
     }
 
     /// Starts a subscription of a connection (the protocol's `Action::Start`). On failure the
@@ -296,6 +343,13 @@ impl Engine {
             };
             conn.principal.clone()
         };
+        if let Err(rejection) = self
+            .subscribe_limiter
+            .check_subscribe(principal.user_id.as_deref())
+        {
+            self.metrics.rate_limited(RateLimitKind::SubscribePerUser);
+            return Err(vec![rejection.to_graphql_error()]);
+        }
         if let Some(requirement) = &field.requirement {
             if !requirement.is_met_by(&principal) {
                 self.metrics
@@ -338,6 +392,15 @@ impl Engine {
             };
             let outbox = Arc::clone(&conn.outbox);
             let user = principal.user_id.clone();
+            let of_user = user
+                .as_deref()
+                .map_or(0, |u| state.registry.count_for_user(u));
+            check_caps(
+                &self.config.limits,
+                state.registry.count_for_connection(connection),
+                of_user,
+            )
+            .map_err(|rejection| vec![rejection.to_graphql_error()])?;
             let sub = Arc::new(ActiveSubscription {
                 connection,
                 key,
@@ -347,6 +410,11 @@ impl Engine {
                 prepared,
                 field,
                 group,
+                limiter: self
+                    .config
+                    .limits
+                    .delivery_rate_per_subscription
+                    .map(DeliveryLimiter::new),
             });
             let inserted = state
                 .registry
@@ -399,8 +467,16 @@ impl Engine {
         let (removed, outbox) = {
             let mut state = self.write();
             let removed = state.registry.remove_connection(connection);
-            let outbox = state.connections.remove(&connection).map(|c| c.outbox);
-            (removed, outbox)
+            let conn = state.connections.remove(&connection);
+            if let Some(user) = conn.as_ref().and_then(|c| c.user.as_ref()) {
+                if let Some(count) = state.connections_by_user.get_mut(user) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        state.connections_by_user.remove(user);
+                    }
+                }
+            }
+            (removed, conn.map(|c| c.outbox))
         };
         if let Some(outbox) = outbox {
             outbox.shut();
@@ -439,76 +515,75 @@ impl Engine {
     }
 
     /// Delivers one event to every subscription on its channel that may see it and wants it.
+    ///
+    /// Subscriptions without a resolver are served entirely under the registry's read lock,
+    /// with no per-subscriber allocation or reference count; those with a resolver are
+    /// grouped by field and arguments and resolved once per group after the lock is released.
     pub async fn dispatch(&self, event: &Arc<Event>) {
-        let candidates: Vec<Arc<ActiveSubscription>> = {
-            let state = self.read();
-            state
-                .registry
-                .on_channel(event.channel())
-                .map(|(_, s)| Arc::clone(s))
-                .collect()
-        };
-        if candidates.is_empty() {
-            return;
-        }
-        let Ok(data) = event.data().value() else {
-            self.metrics
-                .dropped(DropReason::InvalidData, candidates.len() as u64);
-            return;
-        };
-        let mut groups: Vec<(Arc<str>, Vec<Arc<ActiveSubscription>>)> = Vec::new();
-        for sub in candidates {
-            if let Err(check) = sub.guard.allows(event) {
-                self.metrics.security_rejection(check);
-                let reason = match check {
-                    crate::security::SecurityCheck::Tenant => DropReason::Tenant,
-                    _ => DropReason::Audience,
-                };
-                self.metrics.dropped(reason, 1);
-                continue;
-            }
-            if !sub.filter.matches(data) {
-                self.metrics.dropped(DropReason::Filter, 1);
-                continue;
-            }
-            match groups.iter_mut().find(|(g, _)| **g == *sub.group) {
-                Some((_, members)) => members.push(sub),
-                None => groups.push((Arc::clone(&sub.group), vec![sub])),
-            }
-        }
         // One serialization per distinct (projection plan, resolved value). A plan comes from
-        // one document, so it also fixes the response key. Without a resolver every group's
-        // value is the event data itself, so they all share one value slot.
+        // one document, so it also fixes the response key. Without a resolver every value is
+        // the event data itself, so they all share one value slot.
         let mut payloads: HashMap<(usize, usize), Arc<str>> = HashMap::new();
+        let mut groups: Vec<(Arc<str>, Vec<Arc<ActiveSubscription>>)> = Vec::new();
+        {
+            let state = self.read();
+            let mut candidates = state.registry.on_channel(event.channel()).peekable();
+            if candidates.peek().is_none() {
+                return;
+            }
+            let Ok(data) = event.data().value() else {
+                let count = state.registry.count_for_channel(event.channel());
+                self.metrics.dropped(DropReason::InvalidData, count as u64);
+                return;
+            };
+            for (_, sub) in candidates {
+                if !self.admits(sub, event, data) {
+                    continue;
+                }
+                if sub.field.resolver.is_none() {
+                    self.deliver(sub, data, usize::MAX, &mut payloads);
+                    continue;
+                }
+                match groups
+                    .iter_mut()
+                    .find(|(g, _)| Arc::ptr_eq(g, &sub.group) || **g == *sub.group)
+                {
+                    Some((_, members)) => members.push(Arc::clone(sub)),
+                    None => groups.push((Arc::clone(&sub.group), vec![Arc::clone(sub)])),
+                }
+            }
+        }
         for (group_index, (_, members)) in groups.iter().enumerate() {
             let Some(first) = members.first() else {
                 continue;
             };
-            let resolved = match &first.field.resolver {
-                None => Resolved::Value(Value::Null),
-                Some(resolver) => match resolver
-                    .resolve(event, &first.prepared.field, &first.prepared.arguments)
-                    .await
-                {
-                    Ok(resolved) => resolved,
-                    Err(err) => {
-                        self.metrics.resolver_error();
-                        self.metrics
-                            .dropped(DropReason::ResolverError, members.len() as u64);
-                        for sub in members {
-                            self.end(
-                                sub,
-                                Outbound::Error {
-                                    key: sub.key,
-                                    errors: vec![GraphQLError::new(err.message.clone())
-                                        .with_code("RESOLVER_ERROR")],
-                                },
-                            )
-                            .await;
-                        }
-                        continue;
+            let Some(resolver) = &first.field.resolver else {
+                continue;
+            };
+            let resolved = match resolver
+                .resolve(event, &first.prepared.field, &first.prepared.arguments)
+                .await
+            {
+                Ok(resolved) => resolved,
+                Err(err) => {
+                    self.metrics.resolver_error();
+                    self.metrics
+                        .dropped(DropReason::ResolverError, members.len() as u64);
+                    for sub in members {
+                        let errors = vec![
+                            GraphQLError::new(err.message.clone()).with_code("RESOLVER_ERROR")
+                        ];
+                        self.end(
+                            sub,
+                            Outbound::Error {
+                                key: sub.key,
+                                errors,
+                            },
+                        )
+                        .await;
                     }
-                },
+                    continue;
+                }
             };
             let (value, complete) = match &resolved {
                 Resolved::Value(v) => (Some(v), false),
@@ -516,48 +591,73 @@ impl Engine {
                 Resolved::Skip => (None, false),
                 Resolved::Complete => (None, true),
             };
-            let value = if first.field.resolver.is_none() {
-                Some(data)
-            } else {
-                value
-            };
             for sub in members {
-                if let Some(value) = value {
-                    let value_slot = if sub.field.resolver.is_none() {
-                        usize::MAX
-                    } else {
-                        group_index
-                    };
-                    let cache_key = (Arc::as_ptr(&sub.prepared.plan) as usize, value_slot);
-                    let payload = payloads
-                        .entry(cache_key)
-                        .or_insert_with(|| {
-                            let bytes = sub.prepared.payload_for(value);
-                            Arc::from(String::from_utf8(bytes).unwrap_or_default())
-                        })
-                        .clone();
-                    match sub.outbox.push(Outbound::Next {
-                        key: sub.key,
-                        payload,
-                    }) {
-                        PushOutcome::Queued => self.metrics.events_delivered(1),
-                        PushOutcome::DroppedOldest => {
-                            self.metrics.events_delivered(1);
-                            self.metrics.dropped(DropReason::OutboxFull, 1);
-                        }
-                        PushOutcome::Overflowed => {
-                            self.metrics.outbox_overflow();
-                            self.metrics.dropped(DropReason::OutboxFull, 1);
-                        }
-                        PushOutcome::Closed => self.metrics.dropped(DropReason::OutboxFull, 1),
-                    }
-                } else if !complete {
-                    self.metrics.dropped(DropReason::ResolverSkipped, 1);
+                match value {
+                    Some(value) => self.deliver(sub, value, group_index, &mut payloads),
+                    None if !complete => self.metrics.dropped(DropReason::ResolverSkipped, 1),
+                    None => {}
                 }
                 if complete {
                     self.end(sub, Outbound::Complete { key: sub.key }).await;
                 }
             }
+        }
+    }
+
+    /// The per-delivery checks: tenant and audience, filter, delivery rate.
+    fn admits(&self, sub: &ActiveSubscription, event: &Event, data: &Value) -> bool {
+        if let Err(check) = sub.guard.allows(event) {
+            self.metrics.security_rejection(check);
+            let reason = match check {
+                crate::security::SecurityCheck::Tenant => DropReason::Tenant,
+                _ => DropReason::Audience,
+            };
+            self.metrics.dropped(reason, 1);
+            return false;
+        }
+        if !sub.filter.matches(data) {
+            self.metrics.dropped(DropReason::Filter, 1);
+            return false;
+        }
+        if sub.limiter.as_ref().is_some_and(|limiter| !limiter.allow()) {
+            self.metrics
+                .rate_limited(RateLimitKind::DeliveriesPerSubscription);
+            self.metrics.dropped(DropReason::RateLimited, 1);
+            return false;
+        }
+        true
+    }
+
+    /// Projects and serializes `value` for `sub` (once per plan and value slot) and queues it.
+    fn deliver(
+        &self,
+        sub: &ActiveSubscription,
+        value: &Value,
+        value_slot: usize,
+        payloads: &mut HashMap<(usize, usize), Arc<str>>,
+    ) {
+        let cache_key = (Arc::as_ptr(&sub.prepared.plan) as usize, value_slot);
+        let payload = payloads
+            .entry(cache_key)
+            .or_insert_with(|| {
+                let bytes = sub.prepared.payload_for(value);
+                Arc::from(String::from_utf8(bytes).unwrap_or_default())
+            })
+            .clone();
+        match sub.outbox.push(Outbound::Next {
+            key: sub.key,
+            payload,
+        }) {
+            PushOutcome::Queued => self.metrics.events_delivered(1),
+            PushOutcome::DroppedOldest => {
+                self.metrics.events_delivered(1);
+                self.metrics.dropped(DropReason::OutboxFull, 1);
+            }
+            PushOutcome::Overflowed => {
+                self.metrics.outbox_overflow();
+                self.metrics.dropped(DropReason::OutboxFull, 1);
+            }
+            PushOutcome::Closed => self.metrics.dropped(DropReason::OutboxFull, 1),
         }
     }
 

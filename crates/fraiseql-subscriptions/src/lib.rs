@@ -16,6 +16,7 @@ pub mod document;
 mod engine;
 mod event;
 pub mod filter;
+pub mod limits;
 pub mod metrics;
 mod outbox;
 pub mod registry;

@@ -102,6 +102,9 @@ impl Outbox {
         if self.closed.load(Ordering::Acquire) {
             return PushOutcome::Closed;
         }
+        // A receiver drains everything it finds, so only the push that makes the queue
+        // non-empty (or closes it) needs to wake it: one atomic per batch, not per message.
+        let was_empty = queue.is_empty();
         let outcome = if matches!(message, Outbound::Close { .. }) {
             self.closed.store(true, Ordering::Release);
             queue.push_back(message);
@@ -128,7 +131,9 @@ impl Outbox {
             }
         };
         drop(queue);
-        self.ready.notify_one();
+        if was_empty || outcome != PushOutcome::Queued {
+            self.ready.notify_one();
+        }
         outcome
     }
 

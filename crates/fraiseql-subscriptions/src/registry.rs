@@ -240,12 +240,16 @@ pub struct Removed<S> {
 /// The subscriptions of one engine, indexed four ways, every operation O(1) (removing a
 /// connection is O(its subscriptions)). `S` is what the engine stores per subscription.
 ///
-/// Single-threaded by design: the engine decides how to share it.
+/// Single-threaded by design: the engine decides how to share it. Values are cloned into
+/// the channel index, so `S` is meant to be cheap to clone (an `Arc`) and is never changed in
+/// place.
 #[derive(Debug)]
 pub struct Registry<S> {
     entries: HashMap<SubscriptionId, Entry<S>>,
     by_connection: HashMap<ConnectionId, HashSet<SubscriptionId>>,
-    by_channel: HashMap<String, HashSet<SubscriptionId>>,
+    /// The dispatcher's index: each channel's subscriptions with a clone of their value, so
+    /// walking a channel touches one map, not one lookup per id.
+    by_channel: HashMap<String, HashMap<SubscriptionId, S>>,
     by_user: HashMap<String, HashSet<SubscriptionId>>,
     next_id: u64,
 }
@@ -262,7 +266,7 @@ impl<S> Default for Registry<S> {
     }
 }
 
-impl<S> Registry<S> {
+impl<S: Clone> Registry<S> {
     /// An empty registry.
     #[must_use]
     pub fn new() -> Self {
@@ -285,7 +289,7 @@ impl<S> Registry<S> {
         }
         let on_channel = self.by_channel.entry(channel.clone()).or_default();
         let channel_activated = on_channel.is_empty();
-        on_channel.insert(id);
+        on_channel.insert(id, value.clone());
         self.entries.insert(
             id,
             Entry {
@@ -308,7 +312,18 @@ impl<S> Registry<S> {
         if let Some(user) = &entry.user {
             remove_from(&mut self.by_user, user, id);
         }
-        let channel_deactivated = remove_from(&mut self.by_channel, &entry.channel, id);
+        let channel_deactivated = match self.by_channel.get_mut(&entry.channel) {
+            Some(on_channel) => {
+                on_channel.remove(&id);
+                if on_channel.is_empty() {
+                    self.by_channel.remove(&entry.channel);
+                    true
+                } else {
+                    false
+                }
+            }
+            None => false,
+        };
         Some(Removed {
             id,
             channel: entry.channel,
@@ -333,11 +348,6 @@ impl<S> Registry<S> {
         self.entries.get(&id).map(|e| &e.value)
     }
 
-    /// The value stored with a subscription, mutably.
-    pub fn get_mut(&mut self, id: SubscriptionId) -> Option<&mut S> {
-        self.entries.get_mut(&id).map(|e| &mut e.value)
-    }
-
     /// The connection a subscription belongs to.
     #[must_use]
     pub fn connection_of(&self, id: SubscriptionId) -> Option<ConnectionId> {
@@ -353,7 +363,7 @@ impl<S> Registry<S> {
             .get(channel)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.entries.get(id).map(|e| (*id, &e.value)))
+            .map(|(id, value)| (*id, value))
     }
 
     /// How many subscriptions there are.
@@ -383,7 +393,7 @@ impl<S> Registry<S> {
     /// How many subscriptions a channel has.
     #[must_use]
     pub fn count_for_channel(&self, channel: &str) -> usize {
-        self.by_channel.get(channel).map_or(0, HashSet::len)
+        self.by_channel.get(channel).map_or(0, HashMap::len)
     }
 
     /// How many channels have at least one subscription.

@@ -12,6 +12,7 @@ use fraiseql_protocol::{
     Action, ConnectionConfig, Protocol, ServerConnection, SubscribePayload, SubscriptionKey,
 };
 use fraiseql_subscriptions::filter::{FilterOp, FilterSpec};
+use fraiseql_subscriptions::limits::{LimitsConfig, RateLimit};
 use fraiseql_subscriptions::security::{Principal, SecurityPolicy};
 use fraiseql_subscriptions::{
     ConnectionHandle, Engine, EngineConfig, Event, EventBus, FieldConfig, InMemoryBus, Outbound,
@@ -39,7 +40,7 @@ impl Client {
         let _ = conn.drain_actions().count();
         Self {
             conn,
-            handle: engine.connect(principal),
+            handle: engine.connect(principal).unwrap(),
             next_id: 0,
         }
     }
@@ -456,7 +457,10 @@ async fn delivery_order_equals_publish_order_through_the_bus() {
 #[tokio::test]
 async fn a_slow_consumer_is_closed_and_nobody_else_is_affected() {
     let config = EngineConfig {
-        outbox_capacity: 3,
+        limits: LimitsConfig {
+            outbox_capacity: 3,
+            ..LimitsConfig::default()
+        },
         overflow_policy: OverflowPolicy::CloseConnection,
         ..EngineConfig::default()
     };
@@ -486,7 +490,7 @@ async fn a_slow_consumer_is_closed_and_nobody_else_is_affected() {
 #[tokio::test]
 async fn subscribe_payloads_from_both_protocols_work() {
     let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
-    let handle = engine.connect(Principal::anonymous());
+    let handle = engine.connect(Principal::anonymous()).unwrap();
     let now = Instant::now();
     let mut legacy = ServerConnection::new(Protocol::GraphqlWs, ConnectionConfig::default(), now);
     legacy.handle_text(r#"{"type":"connection_init"}"#, now);
@@ -518,4 +522,124 @@ async fn subscribe_payloads_from_both_protocols_work() {
     };
     let frame: Value = serde_json::from_str(&legacy.next(key, &payload).unwrap()).unwrap();
     assert_eq!(frame["type"], "data");
+}
+
+#[tokio::test]
+async fn subscription_caps_refuse_with_limit_exceeded() {
+    let config = EngineConfig {
+        limits: LimitsConfig {
+            max_subscriptions_per_connection: Some(2),
+            ..LimitsConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    c.subscribe(&engine, MESSAGE, json!({"room": "a"})).await;
+    c.subscribe(&engine, MESSAGE, json!({"room": "b"})).await;
+    let (_, third) = c.subscribe(&engine, MESSAGE, json!({"room": "c"})).await;
+    let frames = c.frames();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["id"], third);
+    assert_eq!(
+        frames[0]["payload"][0]["extensions"]["code"],
+        "LIMIT_EXCEEDED"
+    );
+    assert_eq!(engine.subscription_count(), 2);
+}
+
+#[tokio::test]
+async fn connections_per_user_are_capped() {
+    let config = EngineConfig {
+        limits: LimitsConfig {
+            max_connections_per_user: Some(1),
+            ..LimitsConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let first = engine.connect(Principal::user("u")).unwrap();
+    let err = engine.connect(Principal::user("u")).unwrap_err();
+    assert!(err.message.contains("connections"), "{}", err.message);
+    engine.disconnect(first.id).await;
+    assert!(
+        engine.connect(Principal::user("u")).is_ok(),
+        "a closed connection frees its slot"
+    );
+}
+
+#[tokio::test]
+async fn subscribe_rate_per_user_refuses_bursts_with_rate_limited() {
+    let config = EngineConfig {
+        limits: LimitsConfig {
+            subscribe_rate_per_user: Some(RateLimit::new(1, 2)),
+            ..LimitsConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let mut c = Client::new(&engine, Principal::user("eager"));
+    for room in ["a", "b", "c"] {
+        c.subscribe(&engine, MESSAGE, json!({"room": room})).await;
+    }
+    let frames = c.frames();
+    assert_eq!(
+        frames.len(),
+        1,
+        "the third subscribe is over the burst: {frames:?}"
+    );
+    assert_eq!(
+        frames[0]["payload"][0]["extensions"]["code"],
+        "RATE_LIMITED"
+    );
+    assert_eq!(engine.metrics().snapshot().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn deliveries_over_the_rate_are_dropped_and_counted() {
+    let config = EngineConfig {
+        limits: LimitsConfig {
+            delivery_rate_per_subscription: Some(RateLimit::new(1, 2)),
+            ..LimitsConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    c.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    for n in 0..5 {
+        publish(
+            &engine,
+            Event::new("room:r", json!({"id": n.to_string(), "text": "t"})),
+        )
+        .await;
+    }
+    assert_eq!(
+        c.frames().len(),
+        2,
+        "the burst of 2 passes, the rest is dropped"
+    );
+    assert_eq!(
+        engine
+            .metrics()
+            .dropped_count(fraiseql_subscriptions::metrics::DropReason::RateLimited),
+        3
+    );
+}
+
+#[tokio::test]
+async fn client_messages_over_the_rate_are_reported_to_the_transport() {
+    let config = EngineConfig {
+        limits: LimitsConfig {
+            message_rate_per_connection: Some(RateLimit::new(1, 3)),
+            ..LimitsConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let handle = engine.connect(Principal::user("chatty")).unwrap();
+    for _ in 0..3 {
+        assert!(handle.check_message().is_ok());
+    }
+    assert!(handle.check_message().is_err());
 }

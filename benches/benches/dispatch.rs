@@ -1,0 +1,273 @@
+//! Engine dispatch: one event to N subscribers on one channel, with one shared projection,
+//! with 100 distinct projections, with filters, and with every security check on. Only the
+//! dispatch is timed; outboxes are drained between iterations, outside the measurement.
+//! Also prints the memory an idle subscription costs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // bench setup fails loudly
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fraiseql_protocol::{Action, ConnectionConfig, Protocol, ServerConnection};
+use fraiseql_subscriptions::filter::{FilterOp, FilterSpec};
+use fraiseql_subscriptions::limits::LimitsConfig;
+use fraiseql_subscriptions::security::{Principal, SecurityPolicy};
+use fraiseql_subscriptions::{
+    ConnectionHandle, Engine, EngineConfig, Event, EventBus, FieldConfig, InMemoryBus, Outbound,
+};
+use serde_json::json;
+
+#[derive(Clone, Copy)]
+enum Scenario {
+    SharedProjection,
+    DistinctProjections,
+    Filtered,
+    AllSecurity,
+}
+
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    engine: Arc<Engine>,
+    clients: Vec<(ServerConnection, ConnectionHandle)>,
+    event: Arc<Event>,
+}
+
+fn build(scenario: Scenario, subscribers: usize) -> Setup {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut field = FieldConfig::new("room:{room}").unwrap();
+    if matches!(scenario, Scenario::Filtered) {
+        field = field.with_filter(FilterSpec::all([
+            FilterSpec::constant("priority", FilterOp::Gte, json!(1)),
+            FilterSpec::constant("kind", FilterOp::In, json!(["chat", "system"])),
+        ]));
+    }
+    let mut config = EngineConfig {
+        limits: unlimited(16),
+        ..EngineConfig::default()
+    };
+    if matches!(scenario, Scenario::AllSecurity) {
+        config.security = SecurityPolicy {
+            multi_tenant: true,
+            user_arguments: vec!["userId".into()],
+            ..SecurityPolicy::default()
+        };
+    }
+    let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::new());
+    let fields = HashMap::from([("message".to_owned(), field)]);
+    let engine = Arc::new(runtime.block_on(Engine::new(bus, fields, config)).unwrap());
+    let now = Instant::now();
+    let mut clients = Vec::with_capacity(subscribers);
+    for n in 0..subscribers {
+        let principal = Principal::user(format!("user{n}"))
+            .with_tenant("acme")
+            .with_roles(["member"]);
+        let handle = engine.connect(principal).unwrap();
+        let mut conn = ServerConnection::new(
+            Protocol::GraphqlTransportWs,
+            ConnectionConfig::default(),
+            now,
+        );
+        conn.handle_text(r#"{"type":"connection_init"}"#, now);
+        conn.accept(None, now).unwrap();
+        let alias = if matches!(scenario, Scenario::DistinctProjections) {
+            format!("m{}", n % 100)
+        } else {
+            "message".to_owned()
+        };
+        let query = format!("subscription($room: String!) {{ {alias}: message(room: $room) {{ id text author {{ id name }} }} }}");
+        let text = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"room": "lobby"}}});
+        conn.handle_text(&text.to_string(), now);
+        let key = conn
+            .drain_actions()
+            .find_map(|a| match a {
+                Action::Start { key, .. } => Some(key),
+                _ => None,
+            })
+            .unwrap();
+        let request = fraiseql_protocol::SubscribePayload {
+            query,
+            operation_name: None,
+            variables: json!({"room": "lobby"}).as_object().cloned(),
+            extensions: None,
+        };
+        runtime
+            .block_on(engine.subscribe(handle.id, key, &request))
+            .unwrap();
+        clients.push((conn, handle));
+    }
+    let mut event = Event::new(
+        "room:lobby",
+        json!({"id": "42", "text": "hello everyone", "kind": "chat", "priority": 2,
+               "author": {"id": "u1", "name": "Ann", "email": "ann@example.com"},
+               "createdAt": "2026-11-22T10:00:00Z", "edited": false, "reactions": [1, 2, 3]}),
+    );
+    if matches!(scenario, Scenario::AllSecurity) {
+        event = event
+            .with_tenant("acme")
+            .with_audience(fraiseql_subscriptions::Audience::roles(["member"]));
+    }
+    Setup {
+        runtime,
+        engine,
+        clients,
+        event: Arc::new(event),
+    }
+}
+
+/// No caps or rate limits: the benches measure dispatch, not the limiters.
+fn unlimited(outbox_capacity: usize) -> LimitsConfig {
+    LimitsConfig {
+        max_subscriptions_per_connection: None,
+        max_subscriptions_per_user: None,
+        max_connections_per_user: None,
+        outbox_capacity,
+        subscribe_rate_per_user: None,
+        delivery_rate_per_subscription: None,
+        message_rate_per_connection: None,
+    }
+}
+
+fn drain(setup: &Setup) {
+    let mut batch: Vec<Outbound> = Vec::new();
+    for (_, handle) in &setup.clients {
+        batch.clear();
+        handle.outbox.try_recv_batch(&mut batch, usize::MAX);
+    }
+}
+
+fn time_dispatch(setup: &Setup, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        setup
+            .runtime
+            .block_on(setup.engine.dispatch(black_box(&setup.event)));
+        total += start.elapsed();
+        drain(setup);
+    }
+    total
+}
+
+fn one_event_to_n_subscribers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dispatch/one_event");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for subscribers in [100_usize, 10_000, 100_000] {
+        let setup = build(Scenario::SharedProjection, subscribers);
+        group.throughput(Throughput::Elements(subscribers as u64));
+        group.bench_with_input(
+            BenchmarkId::new("shared_projection", subscribers),
+            &setup,
+            |b, setup| {
+                b.iter_custom(|iters| time_dispatch(setup, iters));
+            },
+        );
+        let delivered = setup.engine.metrics().snapshot().events_delivered;
+        assert!(delivered > 0, "the bench delivered nothing");
+    }
+    for (name, scenario) in [
+        ("distinct_projections_100", Scenario::DistinctProjections),
+        ("filtered", Scenario::Filtered),
+        ("all_security_checks", Scenario::AllSecurity),
+    ] {
+        let setup = build(scenario, 10_000);
+        group.throughput(Throughput::Elements(10_000));
+        group.bench_with_input(BenchmarkId::new(name, 10_000), &setup, |b, setup| {
+            b.iter_custom(|iters| time_dispatch(setup, iters));
+        });
+        assert!(
+            setup.engine.metrics().snapshot().events_delivered > 0,
+            "{name} delivered nothing"
+        );
+    }
+    group.finish();
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn memory_per_idle_subscription(_c: &mut Criterion) {
+    let subscribers = 100_000;
+    let before = rss_bytes();
+    let setup = build(Scenario::SharedProjection, subscribers);
+    let after = rss_bytes();
+    let per = after.saturating_sub(before) / subscribers;
+    println!(
+        "memory: {subscribers} idle subscriptions (each with its own connection, outbox and \
+         protocol state machine) grew RSS by {} MiB: {per} bytes per subscription",
+        after.saturating_sub(before) / (1024 * 1024)
+    );
+    drop(setup);
+
+    // The same, all on one connection: what one more subscription costs by itself.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::new());
+    let fields = HashMap::from([(
+        "message".to_owned(),
+        FieldConfig::new("room:{room}").unwrap(),
+    )]);
+    let engine = runtime
+        .block_on(Engine::new(bus, fields, EngineConfig::default()))
+        .unwrap();
+    let handle = engine.connect(Principal::user("one")).unwrap();
+    let now = Instant::now();
+    let mut conn = ServerConnection::new(
+        Protocol::GraphqlTransportWs,
+        ConnectionConfig::default(),
+        now,
+    );
+    conn.handle_text(r#"{"type":"connection_init"}"#, now);
+    conn.accept(None, now).unwrap();
+    let query =
+        "subscription($room: String!) { message(room: $room) { id text author { id name } } }";
+    let request = fraiseql_protocol::SubscribePayload {
+        query: query.to_owned(),
+        operation_name: None,
+        variables: json!({"room": "lobby"}).as_object().cloned(),
+        extensions: None,
+    };
+    let before = rss_bytes();
+    for n in 0..subscribers {
+        let text = json!({"id": n.to_string(), "type": "subscribe", "payload": {"query": query}});
+        conn.handle_text(&text.to_string(), now);
+        let key = conn
+            .drain_actions()
+            .find_map(|a| match a {
+                Action::Start { key, .. } => Some(key),
+                _ => None,
+            })
+            .unwrap();
+        runtime
+            .block_on(engine.subscribe(handle.id, key, &request))
+            .unwrap();
+    }
+    let after = rss_bytes();
+    println!(
+        "memory: {subscribers} idle subscriptions on one connection grew RSS by {} MiB: {} bytes \
+         per subscription (engine registry + protocol bookkeeping)",
+        after.saturating_sub(before) / (1024 * 1024),
+        after.saturating_sub(before) / subscribers
+    );
+}
+
+criterion_group!(
+    benches,
+    one_event_to_n_subscribers,
+    memory_per_idle_subscription
+);
+criterion_main!(benches);
