@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use fraiseql_protocol::{GraphQLError, SubscribePayload, SubscriptionKey};
 use serde_json::{Map, Value};
 
-use crate::bus::{BusError, EventBus, EventStream};
-use crate::document::{DocumentError, DocumentLimits, PreparedSubscription, SubscriptionDocuments};
+use crate::bus::{validate_channel, BusError, EventBus, EventStream};
+use crate::document::{DocumentError, DocumentLimits, ProjectionPlan, SubscriptionDocuments};
 use crate::event::Event;
 use crate::filter::{CompiledFilter, FilterSpec};
 use crate::limits::{
@@ -142,19 +142,31 @@ struct ActiveSubscription {
     connection: ConnectionId,
     key: SubscriptionKey,
     outbox: Arc<Outbox>,
-    guard: DeliveryGuard,
+    /// Shared by every subscription of the connection.
+    guard: Arc<DeliveryGuard>,
     filter: CompiledFilter,
-    prepared: PreparedSubscription,
+    plan: Arc<ProjectionPlan>,
+    response_key: Box<str>,
     field: Arc<FieldConfig>,
-    /// Subscriptions with the same group share one resolver call per event.
-    group: Arc<str>,
+    /// Only for fields with a resolver: what it is called with, and the group (field and
+    /// arguments) whose subscriptions share one call per event. Identity subscriptions keep
+    /// neither, which keeps an idle subscription small.
+    resolution: Option<Box<Resolution>>,
     /// The delivery rate limit, when one is configured.
     limiter: Option<DeliveryLimiter>,
 }
 
 #[derive(Debug)]
+struct Resolution {
+    field: String,
+    arguments: Map<String, Value>,
+    group: Arc<str>,
+}
+
+#[derive(Debug)]
 struct Connection {
     principal: Principal,
+    guard: Arc<DeliveryGuard>,
     user: Option<String>,
     outbox: Arc<Outbox>,
     subscriptions: HashMap<SubscriptionKey, SubscriptionId>,
@@ -272,10 +284,12 @@ impl Engine {
                 check_connection_cap(limits, held)?;
                 *state.connections_by_user.entry(user.clone()).or_default() += 1;
             }
+            let guard = Arc::new(self.config.security.guard_for(&principal));
             state.connections.insert(
                 id,
                 Connection {
                     principal,
+                    guard,
                     user,
                     outbox: Arc::clone(&outbox),
                     subscriptions: HashMap::new(),
@@ -361,11 +375,21 @@ impl Engine {
                 .with_code("FORBIDDEN")]);
             }
         }
+        // Field rules are keyed by the full path from the root field ("message.author.email");
+        // the document gives paths below the root, so prefix them (only when rules exist).
+        let selected: Vec<String> = if self.config.security.selected_fields.is_empty() {
+            Vec::new()
+        } else {
+            prepared
+                .selected_fields()
+                .map(|path| format!("{}.{path}", prepared.field))
+                .collect()
+        };
         if let Err(rejection) = self.config.security.check_subscribe(
             &principal,
             &prepared.field,
             &prepared.arguments,
-            prepared.selected_fields(),
+            selected.iter().map(String::as_str),
         ) {
             self.metrics.security_rejection(rejection.check);
             return Err(vec![rejection.error]);
@@ -380,17 +404,27 @@ impl Engine {
             .channel
             .resolve(&prepared.arguments)
             .map_err(|err| vec![GraphQLError::new(err.to_string()).with_code("BAD_USER_INPUT")])?;
-        let group: Arc<str> = Arc::from(format!(
-            "{}\u{0}{}",
-            prepared.field,
-            Value::Object(prepared.arguments.clone())
-        ));
+        validate_channel(&channel)
+            .map_err(|err| vec![GraphQLError::new(err.to_string()).with_code("BAD_USER_INPUT")])?;
+        let resolution = field.resolver.is_some().then(|| {
+            let group = Arc::from(format!(
+                "{}\u{0}{}",
+                prepared.field,
+                Value::Object(prepared.arguments.clone())
+            ));
+            Box::new(Resolution {
+                field: prepared.field.clone(),
+                arguments: prepared.arguments.clone(),
+                group,
+            })
+        });
         let (id, activated) = {
             let mut state = self.write();
             let Some(conn) = state.connections.get(&connection) else {
                 return Err(vec![GraphQLError::new("The connection is closed")]);
             };
             let outbox = Arc::clone(&conn.outbox);
+            let guard = Arc::clone(&conn.guard);
             let user = principal.user_id.clone();
             let of_user = user
                 .as_deref()
@@ -405,11 +439,12 @@ impl Engine {
                 connection,
                 key,
                 outbox,
-                guard: self.config.security.guard_for(&principal),
+                guard,
                 filter,
-                prepared,
+                plan: Arc::clone(&prepared.plan),
+                response_key: prepared.response_key.into_boxed_str(),
                 field,
-                group,
+                resolution,
                 limiter: self
                     .config
                     .limits
@@ -525,6 +560,8 @@ impl Engine {
         // the event data itself, so they all share one value slot.
         let mut payloads: HashMap<(usize, usize), Arc<str>> = HashMap::new();
         let mut groups: Vec<(Arc<str>, Vec<Arc<ActiveSubscription>>)> = Vec::new();
+        // Connections whose outbox overflowed: closed (1008) and unregistered below.
+        let mut overflowed: Vec<ConnectionId> = Vec::new();
         {
             let state = self.read();
             let mut candidates = state.registry.on_channel(event.channel()).peekable();
@@ -540,16 +577,19 @@ impl Engine {
                 if !self.admits(sub, event, data) {
                     continue;
                 }
-                if sub.field.resolver.is_none() {
-                    self.deliver(sub, data, usize::MAX, &mut payloads);
+                let Some(resolution) = &sub.resolution else {
+                    if self.deliver(sub, data, usize::MAX, &mut payloads) {
+                        overflowed.push(sub.connection);
+                    }
                     continue;
-                }
+                };
+                let group = &resolution.group;
                 match groups
                     .iter_mut()
-                    .find(|(g, _)| Arc::ptr_eq(g, &sub.group) || **g == *sub.group)
+                    .find(|(g, _)| Arc::ptr_eq(g, group) || **g == **group)
                 {
                     Some((_, members)) => members.push(Arc::clone(sub)),
-                    None => groups.push((Arc::clone(&sub.group), vec![Arc::clone(sub)])),
+                    None => groups.push((Arc::clone(group), vec![Arc::clone(sub)])),
                 }
             }
         }
@@ -557,11 +597,12 @@ impl Engine {
             let Some(first) = members.first() else {
                 continue;
             };
-            let Some(resolver) = &first.field.resolver else {
+            let (Some(resolver), Some(resolution)) = (&first.field.resolver, &first.resolution)
+            else {
                 continue;
             };
             let resolved = match resolver
-                .resolve(event, &first.prepared.field, &first.prepared.arguments)
+                .resolve(event, &resolution.field, &resolution.arguments)
                 .await
             {
                 Ok(resolved) => resolved,
@@ -593,7 +634,10 @@ impl Engine {
             };
             for sub in members {
                 match value {
-                    Some(value) => self.deliver(sub, value, group_index, &mut payloads),
+                    Some(value) if self.deliver(sub, value, group_index, &mut payloads) => {
+                        overflowed.push(sub.connection);
+                    }
+                    Some(_) => {}
                     None if !complete => self.metrics.dropped(DropReason::ResolverSkipped, 1),
                     None => {}
                 }
@@ -601,6 +645,11 @@ impl Engine {
                     self.end(sub, Outbound::Complete { key: sub.key }).await;
                 }
             }
+        }
+        // A slow consumer's subscriptions go now: its 1008 close is queued, and later
+        // events must not keep landing on a closed outbox.
+        for connection in overflowed {
+            self.disconnect(connection).await;
         }
     }
 
@@ -628,19 +677,21 @@ impl Engine {
         true
     }
 
-    /// Projects and serializes `value` for `sub` (once per plan and value slot) and queues it.
+    /// Projects and serializes `value` for `sub` (once per plan and value slot) and queues
+    /// it; returns whether this push overflowed the connection's outbox.
     fn deliver(
         &self,
         sub: &ActiveSubscription,
         value: &Value,
         value_slot: usize,
         payloads: &mut HashMap<(usize, usize), Arc<str>>,
-    ) {
-        let cache_key = (Arc::as_ptr(&sub.prepared.plan) as usize, value_slot);
+    ) -> bool {
+        let cache_key = (Arc::as_ptr(&sub.plan) as usize, value_slot);
         let payload = payloads
             .entry(cache_key)
             .or_insert_with(|| {
-                let bytes = sub.prepared.payload_for(value);
+                let mut bytes = Vec::with_capacity(128);
+                sub.plan.write_payload(&sub.response_key, value, &mut bytes);
                 Arc::from(String::from_utf8(bytes).unwrap_or_default())
             })
             .clone();
@@ -656,9 +707,11 @@ impl Engine {
             PushOutcome::Overflowed => {
                 self.metrics.outbox_overflow();
                 self.metrics.dropped(DropReason::OutboxFull, 1);
+                return true;
             }
             PushOutcome::Closed => self.metrics.dropped(DropReason::OutboxFull, 1),
         }
+        false
     }
 
     /// Ends a subscription from the server side with `message` (complete or error).

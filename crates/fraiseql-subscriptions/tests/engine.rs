@@ -643,3 +643,85 @@ async fn client_messages_over_the_rate_are_reported_to_the_transport() {
     }
     assert!(handle.check_message().is_err());
 }
+
+#[tokio::test]
+async fn field_rules_use_the_full_path_from_the_root_field() {
+    let mut security = SecurityPolicy::default();
+    security.selected_fields.insert(
+        "message.author.email".to_owned(),
+        fraiseql_subscriptions::security::Requirement::any_role(["staff"]),
+    );
+    let config = EngineConfig {
+        security,
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let query = "subscription($room: String!) { message(room: $room) { id author { email } } }";
+    let mut user = Client::new(&engine, Principal::user("u"));
+    let (_, id) = user.subscribe(&engine, query, json!({"room": "r"})).await;
+    let frames = user.frames();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["id"], id);
+    assert_eq!(frames[0]["payload"][0]["extensions"]["code"], "FORBIDDEN");
+    assert!(frames[0]["payload"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("message.author.email"));
+    let mut staff = Client::new(&engine, Principal::user("s").with_roles(["staff"]));
+    staff.subscribe(&engine, query, json!({"room": "r"})).await;
+    assert!(staff.frames().is_empty(), "staff may select the email");
+    assert_eq!(engine.subscription_count(), 1);
+}
+
+#[tokio::test]
+async fn an_argument_that_makes_a_bad_channel_is_bad_user_input() {
+    let (engine, bus) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    c.subscribe(&engine, MESSAGE, json!({"room": "x".repeat(300)}))
+        .await;
+    let frames = c.frames();
+    assert_eq!(
+        frames[0]["payload"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+    assert!(frames[0]["payload"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("256 bytes"));
+    assert_eq!(bus.stats().active_channels, 0);
+}
+
+#[tokio::test]
+async fn a_slow_consumers_subscriptions_are_unregistered_at_overflow() {
+    let config = EngineConfig {
+        limits: LimitsConfig {
+            outbox_capacity: 2,
+            ..LimitsConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(chat_fields(), config).await;
+    let mut slow = Client::new(&engine, Principal::user("slow"));
+    let mut fast = Client::new(&engine, Principal::user("fast"));
+    slow.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    fast.subscribe(&engine, MESSAGE, json!({"room": "r"})).await;
+    for n in 0..6 {
+        publish(
+            &engine,
+            Event::new("room:r", json!({"id": n.to_string(), "text": "t"})),
+        )
+        .await;
+        fast.frames();
+    }
+    assert_eq!(
+        engine.subscription_count(),
+        1,
+        "only the fast client is left"
+    );
+    assert_eq!(engine.metrics().snapshot().connections, 1);
+    assert_eq!(
+        slow.frames()[0]["close"],
+        1008,
+        "the close still reaches the transport"
+    );
+}
