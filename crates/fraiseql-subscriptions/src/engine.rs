@@ -562,6 +562,8 @@ impl Engine {
         let mut groups: Vec<(Arc<str>, Vec<Arc<ActiveSubscription>>)> = Vec::new();
         // Connections whose outbox overflowed: closed (1008) and unregistered below.
         let mut overflowed: Vec<ConnectionId> = Vec::new();
+        // Subscriptions a final event reached: they end (complete) below.
+        let mut finished: Vec<Arc<ActiveSubscription>> = Vec::new();
         {
             let state = self.read();
             let mut candidates = state.registry.on_channel(event.channel()).peekable();
@@ -580,6 +582,8 @@ impl Engine {
                 let Some(resolution) = &sub.resolution else {
                     if self.deliver(sub, data, usize::MAX, &mut payloads) {
                         overflowed.push(sub.connection);
+                    } else if event.is_final() {
+                        finished.push(Arc::clone(sub));
                     }
                     continue;
                 };
@@ -641,13 +645,16 @@ impl Engine {
                     None if !complete => self.metrics.dropped(DropReason::ResolverSkipped, 1),
                     None => {}
                 }
-                if complete {
+                if complete || event.is_final() {
                     self.end(sub, Outbound::Complete { key: sub.key }).await;
                 }
             }
         }
         // A slow consumer's subscriptions go now: its 1008 close is queued, and later
         // events must not keep landing on a closed outbox.
+        for sub in finished {
+            self.end(&sub, Outbound::Complete { key: sub.key }).await;
+        }
         for connection in overflowed {
             self.disconnect(connection).await;
         }

@@ -159,6 +159,7 @@ pub struct Event {
     data: EventData,
     tenant_id: Option<String>,
     global: bool,
+    last: bool,
     audience: Option<Audience>,
     timestamp_us: u64,
     correlation_id: Option<String>,
@@ -186,6 +187,7 @@ impl Event {
             data: data.into(),
             tenant_id: None,
             global: false,
+            last: false,
             audience: None,
             timestamp_us: now_micros(),
             correlation_id: None,
@@ -218,6 +220,14 @@ impl Event {
     #[must_use]
     pub const fn global(mut self) -> Self {
         self.global = true;
+        self
+    }
+
+    /// Marks the event as the last of its stream: every subscription it is delivered to
+    /// receives it and then ends with `complete` (an auction closing, a job finishing).
+    #[must_use]
+    pub const fn final_event(mut self) -> Self {
+        self.last = true;
         self
     }
 
@@ -278,6 +288,12 @@ impl Event {
         self.global
     }
 
+    /// Whether the event ends the subscriptions it reaches.
+    #[must_use]
+    pub const fn is_final(&self) -> bool {
+        self.last
+    }
+
     /// Who may see it, if restricted.
     #[must_use]
     pub const fn audience(&self) -> Option<&Audience> {
@@ -311,6 +327,7 @@ impl Event {
             data,
             tenant_id: self.tenant_id.as_deref().map(Cow::Borrowed),
             global: self.global,
+            last: self.last,
             audience: self.audience.clone(),
             timestamp_us: self.timestamp_us,
             correlation_id: self.correlation_id.as_deref().map(Cow::Borrowed),
@@ -338,6 +355,7 @@ impl Event {
             data,
             tenant_id: wire.tenant_id.map(Cow::into_owned),
             global: wire.global,
+            last: wire.last,
             audience: wire.audience,
             timestamp_us: wire.timestamp_us,
             correlation_id: wire.correlation_id.map(Cow::into_owned),
@@ -359,6 +377,8 @@ struct WireEvent<'a> {
     tenant_id: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "is_false")]
     global: bool,
+    #[serde(rename = "final", default, skip_serializing_if = "is_false")]
+    last: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audience: Option<Audience>,
     #[serde(rename = "ts")]
@@ -416,6 +436,7 @@ mod tests {
             .with_type("created")
             .with_tenant("t")
             .global()
+            .final_event()
             .with_audience(Audience::roles(["admin"]))
             .with_correlation_id("c-9")
             .with_timestamp_us(42);
@@ -425,6 +446,7 @@ mod tests {
         assert_eq!(back.event_type(), "created");
         assert_eq!(back.tenant_id(), Some("t"));
         assert!(back.is_global());
+        assert!(back.is_final());
         assert_eq!(back.audience(), Some(&Audience::roles(["admin"])));
         assert_eq!(back.correlation_id(), Some("c-9"));
         assert_eq!(back.timestamp_us(), 42);

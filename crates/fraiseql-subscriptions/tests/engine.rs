@@ -725,3 +725,33 @@ async fn a_slow_consumers_subscriptions_are_unregistered_at_overflow() {
         "the close still reaches the transport"
     );
 }
+
+#[tokio::test]
+async fn a_final_event_is_delivered_then_ends_the_subscriptions_it_reaches() {
+    let (engine, bus) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut c = Client::new(&engine, Principal::user("c"));
+    let (_, id) = c
+        .subscribe(&engine, MESSAGE, json!({"room": "auction"}))
+        .await;
+    publish(
+        &engine,
+        Event::new("room:auction", json!({"id": "1", "text": "bid"})),
+    )
+    .await;
+    publish(
+        &engine,
+        Event::new("room:auction", json!({"id": "2", "text": "sold"})).final_event(),
+    )
+    .await;
+    publish(
+        &engine,
+        Event::new("room:auction", json!({"id": "3", "text": "late"})),
+    )
+    .await;
+    let frames = c.frames();
+    let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["next", "next", "complete"]);
+    assert_eq!(frames[2], json!({"id": id, "type": "complete"}));
+    assert_eq!(engine.subscription_count(), 0);
+    assert_eq!(bus.stats().active_channels, 0);
+}
