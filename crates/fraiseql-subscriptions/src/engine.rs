@@ -156,6 +156,35 @@ struct ActiveSubscription {
     limiter: Option<DeliveryLimiter>,
 }
 
+/// One event's serialized payloads, one per distinct (projection plan, value slot). Most
+/// subscribers of a channel share one plan, so the last payload is checked before the map.
+#[derive(Debug, Default)]
+struct PayloadCache {
+    last: Option<((usize, usize), Arc<str>)>,
+    others: HashMap<(usize, usize), Arc<str>>,
+    /// Frames queued for this event (added to the metrics once, at the end).
+    delivered: u64,
+}
+
+impl PayloadCache {
+    fn get_or_serialize(
+        &mut self,
+        key: (usize, usize),
+        serialize: impl FnOnce() -> Arc<str>,
+    ) -> Arc<str> {
+        if let Some((last_key, payload)) = &self.last {
+            if *last_key == key {
+                return Arc::clone(payload);
+            }
+        }
+        let payload = Arc::clone(self.others.entry(key).or_insert_with(serialize));
+        if let Some((old_key, old)) = self.last.replace((key, Arc::clone(&payload))) {
+            self.others.entry(old_key).or_insert(old);
+        }
+        payload
+    }
+}
+
 #[derive(Debug)]
 struct Resolution {
     field: String,
@@ -558,7 +587,12 @@ impl Engine {
         // One serialization per distinct (projection plan, resolved value). A plan comes from
         // one document, so it also fixes the response key. Without a resolver every value is
         // the event data itself, so they all share one value slot.
-        let mut payloads: HashMap<(usize, usize), Arc<str>> = HashMap::new();
+        let mut payloads = PayloadCache::default();
+        // The guard can only refuse when the event names a tenant or an audience, or the
+        // policy is multi-tenant; otherwise skip reading it for every subscriber.
+        let guarded = self.config.security.multi_tenant
+            || event.tenant_id().is_some()
+            || event.audience().is_some();
         let mut groups: Vec<(Arc<str>, Vec<Arc<ActiveSubscription>>)> = Vec::new();
         // Connections whose outbox overflowed: closed (1008) and unregistered below.
         let mut overflowed: Vec<ConnectionId> = Vec::new();
@@ -576,7 +610,7 @@ impl Engine {
                 return;
             };
             for (_, sub) in candidates {
-                if !self.admits(sub, event, data) {
+                if !self.admits(sub, event, data, guarded) {
                     continue;
                 }
                 let Some(resolution) = &sub.resolution else {
@@ -652,6 +686,7 @@ impl Engine {
         }
         // A slow consumer's subscriptions go now: its 1008 close is queued, and later
         // events must not keep landing on a closed outbox.
+        self.metrics.events_delivered(payloads.delivered);
         for sub in finished {
             self.end(&sub, Outbound::Complete { key: sub.key }).await;
         }
@@ -661,8 +696,12 @@ impl Engine {
     }
 
     /// The per-delivery checks: tenant and audience, filter, delivery rate.
-    fn admits(&self, sub: &ActiveSubscription, event: &Event, data: &Value) -> bool {
-        if let Err(check) = sub.guard.allows(event) {
+    fn admits(&self, sub: &ActiveSubscription, event: &Event, data: &Value, guarded: bool) -> bool {
+        if let Err(check) = if guarded {
+            sub.guard.allows(event)
+        } else {
+            Ok(())
+        } {
             self.metrics.security_rejection(check);
             let reason = match check {
                 crate::security::SecurityCheck::Tenant => DropReason::Tenant,
@@ -691,24 +730,21 @@ impl Engine {
         sub: &ActiveSubscription,
         value: &Value,
         value_slot: usize,
-        payloads: &mut HashMap<(usize, usize), Arc<str>>,
+        payloads: &mut PayloadCache,
     ) -> bool {
-        let cache_key = (Arc::as_ptr(&sub.plan) as usize, value_slot);
-        let payload = payloads
-            .entry(cache_key)
-            .or_insert_with(|| {
+        let payload =
+            payloads.get_or_serialize((Arc::as_ptr(&sub.plan) as usize, value_slot), || {
                 let mut bytes = Vec::with_capacity(128);
                 sub.plan.write_payload(&sub.response_key, value, &mut bytes);
                 Arc::from(String::from_utf8(bytes).unwrap_or_default())
-            })
-            .clone();
+            });
         match sub.outbox.push(Outbound::Next {
             key: sub.key,
             payload,
         }) {
-            PushOutcome::Queued => self.metrics.events_delivered(1),
+            PushOutcome::Queued => payloads.delivered += 1,
             PushOutcome::DroppedOldest => {
-                self.metrics.events_delivered(1);
+                payloads.delivered += 1;
                 self.metrics.dropped(DropReason::OutboxFull, 1);
             }
             PushOutcome::Overflowed => {
