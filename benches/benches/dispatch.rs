@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fraiseql_protocol::{Action, ConnectionConfig, Protocol, ServerConnection};
+use fraiseql_benches::{acknowledged_connection, start_subscription};
+use fraiseql_protocol::ServerConnection;
 use fraiseql_subscriptions::filter::{FilterOp, FilterSpec};
 use fraiseql_subscriptions::limits::LimitsConfig;
 use fraiseql_subscriptions::security::{Principal, SecurityPolicy};
@@ -65,34 +66,15 @@ fn build(scenario: Scenario, subscribers: usize) -> Setup {
             .with_tenant("acme")
             .with_roles(["member"]);
         let handle = engine.connect(principal).unwrap();
-        let mut conn = ServerConnection::new(
-            Protocol::GraphqlTransportWs,
-            ConnectionConfig::default(),
-            now,
-        );
-        conn.handle_text(r#"{"type":"connection_init"}"#, now);
-        conn.accept(None, now).unwrap();
+        let mut conn = acknowledged_connection(now);
         let alias = if matches!(scenario, Scenario::DistinctProjections) {
             format!("m{}", n % 100)
         } else {
             "message".to_owned()
         };
         let query = format!("subscription($room: String!) {{ {alias}: message(room: $room) {{ id text author {{ id name }} }} }}");
-        let text = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"room": "lobby"}}});
-        conn.handle_text(&text.to_string(), now);
-        let key = conn
-            .drain_actions()
-            .find_map(|a| match a {
-                Action::Start { key, .. } => Some(key),
-                _ => None,
-            })
-            .unwrap();
-        let request = fraiseql_protocol::SubscribePayload {
-            query,
-            operation_name: None,
-            variables: json!({"room": "lobby"}).as_object().cloned(),
-            extensions: None,
-        };
+        let (key, request) =
+            start_subscription(&mut conn, "1", &query, &json!({"room": "lobby"}), now).unwrap();
         runtime
             .block_on(engine.subscribe(handle.id, key, &request))
             .unwrap();

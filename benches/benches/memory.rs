@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fraiseql_protocol::{Action, ConnectionConfig, Protocol, ServerConnection};
+use fraiseql_benches::{acknowledged_connection, start_subscription};
 use fraiseql_subscriptions::limits::LimitsConfig;
 use fraiseql_subscriptions::security::Principal;
 use fraiseql_subscriptions::{Engine, EngineConfig, EventBus, FieldConfig, InMemoryBus};
@@ -55,32 +55,14 @@ fn main() {
     let engine = runtime.block_on(Engine::new(bus, fields, config)).unwrap();
     let handle = engine.connect(Principal::user("one")).unwrap();
     let now = Instant::now();
-    let mut conn = ServerConnection::new(
-        Protocol::GraphqlTransportWs,
-        ConnectionConfig::default(),
-        now,
-    );
-    conn.handle_text(r#"{"type":"connection_init"}"#, now);
-    conn.accept(None, now).unwrap();
+    let mut conn = acknowledged_connection(now);
     let query =
         "subscription($room: String!) { message(room: $room) { id text author { id name } } }";
-    let request = fraiseql_protocol::SubscribePayload {
-        query: query.to_owned(),
-        operation_name: None,
-        variables: json!({"room": "lobby"}).as_object().cloned(),
-        extensions: None,
-    };
+    let variables = json!({"room": "lobby"});
     let before = rss_bytes();
     for n in 0..subscribers {
-        let text = json!({"id": n.to_string(), "type": "subscribe", "payload": {"query": query}});
-        conn.handle_text(&text.to_string(), now);
-        let key = conn
-            .drain_actions()
-            .find_map(|a| match a {
-                Action::Start { key, .. } => Some(key),
-                _ => None,
-            })
-            .unwrap();
+        let (key, request) =
+            start_subscription(&mut conn, &n.to_string(), query, &variables, now).unwrap();
         runtime
             .block_on(engine.subscribe(handle.id, key, &request))
             .unwrap();
@@ -97,22 +79,8 @@ fn main() {
     let mut clients = Vec::with_capacity(subscribers);
     for n in 0..subscribers {
         let handle = engine.connect(Principal::user(format!("user{n}"))).unwrap();
-        let mut conn = ServerConnection::new(
-            Protocol::GraphqlTransportWs,
-            ConnectionConfig::default(),
-            now,
-        );
-        conn.handle_text(r#"{"type":"connection_init"}"#, now);
-        conn.accept(None, now).unwrap();
-        let text = json!({"id": "1", "type": "subscribe", "payload": {"query": query}});
-        conn.handle_text(&text.to_string(), now);
-        let key = conn
-            .drain_actions()
-            .find_map(|a| match a {
-                Action::Start { key, .. } => Some(key),
-                _ => None,
-            })
-            .unwrap();
+        let mut conn = acknowledged_connection(now);
+        let (key, request) = start_subscription(&mut conn, "1", query, &variables, now).unwrap();
         runtime
             .block_on(engine.subscribe(handle.id, key, &request))
             .unwrap();
