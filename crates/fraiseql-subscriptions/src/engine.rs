@@ -24,6 +24,9 @@ use crate::outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 use crate::registry::{ChannelTemplate, ConnectionId, Registry, SubscriptionId, TemplateError};
 use crate::security::{DeliveryGuard, Principal, Requirement, SecurityPolicy};
 
+/// How often [`Engine::run`] trims the subscribe-rate limiter's per-user state.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a resolver made of an event for one group of subscriptions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved {
@@ -568,13 +571,23 @@ impl Engine {
     }
 
     /// Receives events from the bus and dispatches them, in order, until the bus closes.
-    /// Run it once, in its own task.
+    /// Run it once, in its own task. Once a minute it also forgets the subscribe-rate
+    /// state of users whose bucket has refilled, so that state stays bounded.
     pub async fn run(&self) {
         let Some(mut stream) = self.stream.lock().await.take() else {
             return;
         };
-        while let Some(event) = stream.recv().await {
-            self.dispatch(&event).await;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                event = stream.recv() => match event {
+                    Some(event) => self.dispatch(&event).await,
+                    None => return,
+                },
+                _ = housekeeping.tick() => self.subscribe_limiter.retain_recent(),
+            }
         }
     }
 
