@@ -24,6 +24,12 @@ use crate::outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 use crate::registry::{ChannelTemplate, ConnectionId, Registry, SubscriptionId, TemplateError};
 use crate::security::{DeliveryGuard, Principal, Requirement, SecurityPolicy};
 
+/// The error for a subscribe on a connection the engine no longer knows.
+fn closed_connection_error() -> GraphQLError {
+    GraphQLError::new("The connection is closed; reconnect before subscribing")
+        .with_code("CONNECTION_CLOSED")
+}
+
 /// How often [`Engine::run`] trims the subscribe-rate limiter's per-user state.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -385,7 +391,7 @@ impl Engine {
         let principal = {
             let state = self.read();
             let Some(conn) = state.connections.get(&connection) else {
-                return Err(vec![GraphQLError::new("The connection is closed")]);
+                return Err(vec![closed_connection_error()]);
             };
             conn.principal.clone()
         };
@@ -453,8 +459,14 @@ impl Engine {
         let (id, activated) = {
             let mut state = self.write();
             let Some(conn) = state.connections.get(&connection) else {
-                return Err(vec![GraphQLError::new("The connection is closed")]);
+                return Err(vec![closed_connection_error()]);
             };
+            if conn.subscriptions.contains_key(&key) {
+                return Err(vec![GraphQLError::new(
+                    "This subscription is already started on the connection",
+                )
+                .with_code("BAD_REQUEST")]);
+            }
             let outbox = Arc::clone(&conn.outbox);
             let guard = Arc::clone(&conn.guard);
             let user = principal.user_id.clone();

@@ -482,7 +482,7 @@ impl<C: Clock> fmt::Debug for DeliveryLimiter<C> {
 /// Memory: as [`DeliveryLimiter`] plus the configured [`RateLimit`] (kept for the error
 /// message): 80 bytes inline on x86_64, no heap allocation.
 pub struct MessageLimiter<C: Clock = DefaultClock> {
-    limiter: DirectLimiter<C>,
+    bucket: DeliveryLimiter<C>,
     rate: RateLimit,
 }
 
@@ -499,7 +499,7 @@ impl<C: Clock> MessageLimiter<C> {
     #[must_use]
     pub fn with_clock(rate: RateLimit, clock: C) -> Self {
         Self {
-            limiter: RateLimiter::direct_with_clock(rate.quota_at_least_one(), clock),
+            bucket: DeliveryLimiter::with_clock(rate, clock),
             rate,
         }
     }
@@ -507,7 +507,7 @@ impl<C: Clock> MessageLimiter<C> {
     /// Takes one message from the bucket: `false` means the connection is over its rate.
     #[must_use]
     pub fn allow(&self) -> bool {
-        self.limiter.check().is_ok()
+        self.bucket.allow()
     }
 
     /// As [`allow`](Self::allow), with the rejection to report.

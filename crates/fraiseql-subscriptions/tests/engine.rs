@@ -755,3 +755,39 @@ async fn a_final_event_is_delivered_then_ends_the_subscriptions_it_reaches() {
     assert_eq!(engine.subscription_count(), 0);
     assert_eq!(bus.stats().active_channels, 0);
 }
+
+#[tokio::test]
+async fn starting_the_same_subscription_twice_is_refused_and_leaks_nothing() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let handle = engine.connect(Principal::user("t")).unwrap();
+    let now = Instant::now();
+    let mut conn = ServerConnection::new(
+        Protocol::GraphqlTransportWs,
+        ConnectionConfig::default(),
+        now,
+    );
+    conn.handle_text(r#"{"type":"connection_init"}"#, now);
+    conn.accept(None, now).unwrap();
+    conn.handle_text(&json!({"id": "1", "type": "subscribe", "payload": {"query": MESSAGE, "variables": {"room": "r"}}}).to_string(), now);
+    let (key, payload) = conn
+        .drain_actions()
+        .find_map(|a| match a {
+            Action::Start { key, payload, .. } => Some((key, payload)),
+            _ => None,
+        })
+        .unwrap();
+    engine.subscribe(handle.id, key, &payload).await.unwrap();
+    let errors = engine
+        .subscribe(handle.id, key, &payload)
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].extensions["code"], "BAD_REQUEST");
+    assert_eq!(engine.subscription_count(), 1);
+    engine.disconnect(handle.id).await;
+    assert_eq!(engine.subscription_count(), 0);
+    let closed = engine
+        .subscribe(handle.id, key, &payload)
+        .await
+        .unwrap_err();
+    assert_eq!(closed[0].extensions["code"], "CONNECTION_CLOSED");
+}
