@@ -211,6 +211,8 @@ struct Entry<S> {
     connection: ConnectionId,
     user: Option<String>,
     channel: String,
+    /// Where the subscription sits in its channel's dense list.
+    slot: usize,
     value: S,
 }
 
@@ -247,9 +249,10 @@ pub struct Removed<S> {
 pub struct Registry<S> {
     entries: HashMap<SubscriptionId, Entry<S>>,
     by_connection: HashMap<ConnectionId, HashSet<SubscriptionId>>,
-    /// The dispatcher's index: each channel's subscriptions with a clone of their value, so
-    /// walking a channel touches one map, not one lookup per id.
-    by_channel: HashMap<String, HashMap<SubscriptionId, S>>,
+    /// The dispatcher's index: each channel's subscriptions with a clone of their value in a
+    /// dense list (removal swaps the last one into the hole), so walking a channel is a
+    /// sequential scan, not a hash-map walk or one lookup per id.
+    by_channel: HashMap<String, Vec<(SubscriptionId, S)>>,
     by_user: HashMap<String, HashSet<SubscriptionId>>,
     next_id: u64,
 }
@@ -289,13 +292,15 @@ impl<S: Clone> Registry<S> {
         }
         let on_channel = self.by_channel.entry(channel.clone()).or_default();
         let channel_activated = on_channel.is_empty();
-        on_channel.insert(id, value.clone());
+        let slot = on_channel.len();
+        on_channel.push((id, value.clone()));
         self.entries.insert(
             id,
             Entry {
                 connection,
                 user: user.map(str::to_owned),
                 channel,
+                slot,
                 value,
             },
         );
@@ -314,7 +319,15 @@ impl<S: Clone> Registry<S> {
         }
         let channel_deactivated = match self.by_channel.get_mut(&entry.channel) {
             Some(on_channel) => {
-                on_channel.remove(&id);
+                if on_channel.get(entry.slot).is_some_and(|(at, _)| *at == id) {
+                    on_channel.swap_remove(entry.slot);
+                    // The subscription that moved into the hole records its new place.
+                    if let Some((moved, _)) = on_channel.get(entry.slot) {
+                        if let Some(moved) = self.entries.get_mut(moved) {
+                            moved.slot = entry.slot;
+                        }
+                    }
+                }
                 if on_channel.is_empty() {
                     self.by_channel.remove(&entry.channel);
                     true
@@ -393,7 +406,7 @@ impl<S: Clone> Registry<S> {
     /// How many subscriptions a channel has.
     #[must_use]
     pub fn count_for_channel(&self, channel: &str) -> usize {
-        self.by_channel.get(channel).map_or(0, HashMap::len)
+        self.by_channel.get(channel).map_or(0, Vec::len)
     }
 
     /// How many channels have at least one subscription.
