@@ -129,6 +129,14 @@ pub enum EngineError {
     /// A limit setting is invalid.
     #[error(transparent)]
     Limits(#[from] LimitsError),
+    /// A field's filter is invalid whatever the subscription's arguments.
+    #[error("the filter of subscription field `{field}` is invalid: {error}")]
+    Filter {
+        /// The root field.
+        field: String,
+        /// What is wrong.
+        error: crate::filter::FilterError,
+    },
 }
 
 /// Settings for an [`Engine`].
@@ -279,6 +287,14 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         config.limits.validate()?;
+        for (name, field) in &fields {
+            if let Some(filter) = &field.filter {
+                filter.validate().map_err(|error| EngineError::Filter {
+                    field: name.clone(),
+                    error,
+                })?;
+            }
+        }
         let documents =
             SubscriptionDocuments::new(config.schema.as_deref(), config.document_limits)?;
         let stream = bus.subscribe(&[]).await?;
@@ -618,7 +634,9 @@ impl Engine {
         let guarded = self.config.security.multi_tenant
             || event.tenant_id().is_some()
             || event.audience().is_some();
-        let mut groups: Vec<(Arc<str>, Vec<Arc<ActiveSubscription>>)> = Vec::new();
+        // Resolver groups (field and arguments) in first-seen order, and where each sits.
+        let mut groups: Vec<Vec<Arc<ActiveSubscription>>> = Vec::new();
+        let mut group_index: HashMap<Arc<str>, usize> = HashMap::new();
         // Connections whose outbox overflowed: closed (1008) and unregistered below.
         let mut overflowed: Vec<ConnectionId> = Vec::new();
         // Subscriptions a final event reached: they end (complete) below.
@@ -646,28 +664,37 @@ impl Engine {
                     }
                     continue;
                 };
-                let group = &resolution.group;
-                match groups
-                    .iter_mut()
-                    .find(|(g, _)| Arc::ptr_eq(g, group) || **g == **group)
-                {
-                    Some((_, members)) => members.push(Arc::clone(sub)),
-                    None => groups.push((Arc::clone(group), vec![Arc::clone(sub)])),
+                let index = *group_index
+                    .entry(Arc::clone(&resolution.group))
+                    .or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                if let Some(members) = groups.get_mut(index) {
+                    members.push(Arc::clone(sub));
                 }
             }
         }
-        for (group_index, (_, members)) in groups.iter().enumerate() {
-            let Some(first) = members.first() else {
-                continue;
-            };
+        // Every group's resolver runs concurrently (one slow resolver does not hold up the
+        // others); results are then delivered in group order.
+        let results = futures_util::future::join_all(groups.iter().map(|members| async move {
+            let first = members.first()?;
             let (Some(resolver), Some(resolution)) = (&first.field.resolver, &first.resolution)
             else {
+                return None;
+            };
+            Some(
+                resolver
+                    .resolve(event, &resolution.field, &resolution.arguments)
+                    .await,
+            )
+        }))
+        .await;
+        for (group_index, (members, result)) in groups.iter().zip(results).enumerate() {
+            let Some(result) = result else {
                 continue;
             };
-            let resolved = match resolver
-                .resolve(event, &resolution.field, &resolution.arguments)
-                .await
-            {
+            let resolved = match result {
                 Ok(resolved) => resolved,
                 Err(err) => {
                     self.metrics.resolver_error();

@@ -212,6 +212,18 @@ impl FilterSpec {
     pub fn negate(filter: FilterSpec) -> Self {
         Self::Not(Box::new(filter))
     }
+
+    /// Checks everything that does not depend on a subscription's arguments: paths, limits,
+    /// operand presence and the type of every constant operand. Servers call this when a
+    /// field is registered, so a developer's mistake fails at startup, not on a client's
+    /// first subscribe.
+    ///
+    /// # Errors
+    /// The [`FilterError`] [`CompiledFilter::compile`] would return for any arguments.
+    pub fn validate(&self) -> Result<(), FilterError> {
+        let mut conditions = 0;
+        compile_node(self, None, 0, &mut conditions).map(drop)
+    }
 }
 
 /// The wire shape of a [`FilterSpec`], every key optional, checked in `TryFrom`.
@@ -584,7 +596,7 @@ impl CompiledFilter {
     /// [`MAX_LIST_LEN`].
     pub fn compile(spec: &FilterSpec, arguments: &Map<String, Value>) -> Result<Self, FilterError> {
         let mut conditions = 0;
-        let root = compile_node(spec, arguments, 0, &mut conditions)?;
+        let root = compile_node(spec, Some(arguments), 0, &mut conditions)?;
         Ok(Self { root })
     }
 
@@ -595,9 +607,11 @@ impl CompiledFilter {
     }
 }
 
+/// `arguments` is `None` when only validating ([`FilterSpec::validate`]): conditions bound
+/// to an argument are then checked for their path only.
 fn compile_node(
     spec: &FilterSpec,
-    arguments: &Map<String, Value>,
+    arguments: Option<&Map<String, Value>>,
     nesting: usize,
     conditions: &mut usize,
 ) -> Result<Node, FilterError> {
@@ -632,16 +646,26 @@ fn compile_node(
     }
 }
 
-fn compile_condition(c: &Condition, arguments: &Map<String, Value>) -> Result<Node, FilterError> {
+fn compile_condition(
+    c: &Condition,
+    arguments: Option<&Map<String, Value>>,
+) -> Result<Node, FilterError> {
     let path = split_path(&c.path)?;
-    let (operand, source) = match (&c.value, &c.arg) {
-        (Some(_), Some(_)) => {
+    let (operand, source) = match (&c.value, &c.arg, arguments) {
+        (Some(_), Some(_), _) => {
             return Err(FilterError::AmbiguousOperand {
                 path: c.path.clone(),
             })
         }
-        (Some(value), None) => (Some(value.clone()), OperandSource::Constant),
-        (None, Some(name)) => match arguments.get(name) {
+        (Some(value), None, _) => (Some(value.clone()), OperandSource::Constant),
+        // Validation only: the argument's value is not known yet.
+        (None, Some(_), None) => {
+            return Ok(Node::Test {
+                path,
+                test: Test::Exists(true),
+            })
+        }
+        (None, Some(name), Some(arguments)) => match arguments.get(name) {
             Some(value) => (Some(value.clone()), OperandSource::Argument(name.clone())),
             None => {
                 return Err(FilterError::MissingArgument {
@@ -650,7 +674,7 @@ fn compile_condition(c: &Condition, arguments: &Map<String, Value>) -> Result<No
                 })
             }
         },
-        (None, None) => (None, OperandSource::Constant),
+        (None, None, _) => (None, OperandSource::Constant),
     };
     let wrong_type = |expected: &'static str, found: &Value| FilterError::OperandType {
         path: c.path.clone(),
@@ -1048,6 +1072,32 @@ mod tests {
     fn empty_path_addresses_the_whole_event() {
         let filter = compile(json!({"path": "", "op": "starts_with", "value": "he"}));
         assert!(filter.matches(&json!("hello")));
+    }
+
+    #[test]
+    fn validate_checks_constants_and_paths_but_not_bound_arguments() {
+        let bound = FilterSpec::bound("room", FilterOp::In, "rooms");
+        assert_eq!(bound.validate(), Ok(()));
+        let bad_path = FilterSpec::bound("a..b", FilterOp::Eq, "x");
+        assert!(matches!(
+            bad_path.validate(),
+            Err(FilterError::EmptyPathSegment { .. })
+        ));
+        let bad_constant = FilterSpec::constant("n", FilterOp::Gt, json!([1]));
+        assert!(matches!(
+            bad_constant.validate(),
+            Err(FilterError::OperandType { .. })
+        ));
+        let missing = FilterSpec::Condition(Condition {
+            path: "n".into(),
+            op: FilterOp::Eq,
+            value: None,
+            arg: None,
+        });
+        assert!(matches!(
+            missing.validate(),
+            Err(FilterError::MissingOperand { .. })
+        ));
     }
 
     #[test]

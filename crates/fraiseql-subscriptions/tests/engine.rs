@@ -213,6 +213,28 @@ async fn tenant_b_never_receives_tenant_a_events() {
 }
 
 #[tokio::test]
+async fn a_field_filter_that_can_never_compile_fails_at_engine_start() {
+    let fields = HashMap::from([(
+        "message".to_owned(),
+        FieldConfig::new("room:{room}")
+            .unwrap()
+            .with_filter(FilterSpec::constant(
+                "priority",
+                FilterOp::Gte,
+                json!({"n": 1}),
+            )),
+    )]);
+    let bus: Arc<dyn EventBus> = Arc::new(InMemoryBus::new());
+    let err = Engine::new(bus, fields, EngineConfig::default())
+        .await
+        .err()
+        .unwrap();
+    let message = err.to_string();
+    assert!(message.contains("`message`"), "{message}");
+    assert!(message.contains("a number or a string"), "{message}");
+}
+
+#[tokio::test]
 async fn filters_bound_to_arguments_select_events() {
     let mut fields = HashMap::new();
     fields.insert(
@@ -313,6 +335,66 @@ async fn a_resolver_runs_once_per_group_not_per_subscriber() {
             "hi (resolved)"
         );
     }
+}
+
+/// A resolver whose "wait" group cannot finish until the "signal" group has run: with
+/// groups resolved one after another (in first-seen order) this would never finish.
+#[derive(Debug, Default)]
+struct RendezvousResolver {
+    signalled: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Resolver for RendezvousResolver {
+    async fn resolve(
+        &self,
+        _event: &Arc<Event>,
+        _field: &str,
+        arguments: &serde_json::Map<String, Value>,
+    ) -> Result<Resolved, ResolverError> {
+        let mode = arguments.get("mode").and_then(Value::as_str).unwrap_or("");
+        if mode == "wait" {
+            self.signalled.notified().await;
+        } else {
+            self.signalled.notify_one();
+        }
+        Ok(Resolved::Value(json!({"text": mode})))
+    }
+}
+
+#[tokio::test]
+async fn resolver_groups_run_concurrently() {
+    let resolver = Arc::new(RendezvousResolver::default());
+    let fields = HashMap::from([(
+        "message".to_owned(),
+        FieldConfig::new("room:{room}")
+            .unwrap()
+            .with_resolver(resolver),
+    )]);
+    let (engine, _) = engine_with(fields, EngineConfig::default()).await;
+    let mut waiting = Client::new(&engine, Principal::user("w"));
+    let mut signalling = Client::new(&engine, Principal::user("s"));
+    waiting
+        .subscribe(&engine, MODE, json!({"room": "r", "mode": "wait"}))
+        .await;
+    signalling
+        .subscribe(&engine, MODE, json!({"room": "r", "mode": "signal"}))
+        .await;
+    // A hang guard, not a performance assertion: sequential groups would never finish.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        publish(&engine, Event::new("room:r", json!({"id": "1"}))),
+    )
+    .await
+    .expect("resolver groups were awaited one after another");
+    assert_eq!(
+        waiting.frames()[0]["payload"]["data"]["message"]["text"],
+        "wait"
+    );
+    assert_eq!(
+        signalling.frames()[0]["payload"]["data"]["message"]["text"],
+        "signal"
+    );
 }
 
 #[tokio::test]
