@@ -2,7 +2,7 @@
 //! dispatch (channel index → security → filter → rate limit → resolve → project → serialize
 //! once → each connection's outbox).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -238,6 +238,8 @@ pub struct Engine {
     bus: Arc<dyn EventBus>,
     stream_id: u64,
     stream: tokio::sync::Mutex<Option<EventStream>>,
+    /// The channels the bus feeds to this engine's stream (see `sync_bus_channels`).
+    bus_channels: tokio::sync::Mutex<HashSet<String>>,
     state: RwLock<State>,
     subscribe_limiter: SubscribeLimiter,
     next_connection: AtomicU64,
@@ -305,6 +307,7 @@ impl Engine {
             config,
             stream_id: stream.id(),
             stream: tokio::sync::Mutex::new(Some(stream)),
+            bus_channels: tokio::sync::Mutex::new(HashSet::new()),
             bus,
             state: RwLock::new(State::default()),
             next_connection: AtomicU64::new(1),
@@ -472,7 +475,7 @@ impl Engine {
                 group,
             })
         });
-        let (id, activated) = {
+        let id = {
             let mut state = self.write();
             let Some(conn) = state.connections.get(&connection) else {
                 return Err(vec![closed_connection_error()]);
@@ -517,15 +520,11 @@ impl Engine {
             if let Some(conn) = state.connections.get_mut(&connection) {
                 conn.subscriptions.insert(key, inserted.id);
             }
-            (inserted.id, inserted.channel_activated)
+            inserted.id
         };
         self.metrics.subscriptions_changed(1);
-        if activated {
-            if let Err(err) = self
-                .bus
-                .subscribe_to(self.stream_id, std::slice::from_ref(&channel))
-                .await
-            {
+        {
+            if let Err(err) = self.sync_bus_channels(std::slice::from_ref(&channel)).await {
                 self.unsubscribe(connection, key).await;
                 return Err(vec![GraphQLError::new(format!(
                     "Could not listen on the event bus: {err}"
@@ -549,10 +548,7 @@ impl Engine {
         if let Some(removed) = removed {
             self.metrics.subscriptions_changed(-1);
             if removed.channel_deactivated {
-                let _ = self
-                    .bus
-                    .unsubscribe(self.stream_id, &[removed.channel])
-                    .await;
+                let _ = self.sync_bus_channels(&[removed.channel]).await;
             }
         }
     }
@@ -585,8 +581,39 @@ impl Engine {
             .map(|r| r.channel)
             .collect();
         if !idle.is_empty() {
-            let _ = self.bus.unsubscribe(self.stream_id, &idle).await;
+            let _ = self.sync_bus_channels(&idle).await;
         }
+    }
+
+    /// Makes the bus listen on exactly those of `channels` that have subscriptions now.
+    ///
+    /// Registry changes happen under the state lock but bus calls are awaited after it is
+    /// released, so two tasks could otherwise reorder them (subscribe, unsubscribe, then a
+    /// late "unsubscribe" after a new subscribe) and leave a channel with subscribers that
+    /// the bus no longer feeds. Here every change is applied under one bus lock, from the
+    /// registry's state read inside it, so the last call always leaves the bus matching the
+    /// registry. A channel that is already in the wanted state costs no bus call.
+    async fn sync_bus_channels(&self, channels: &[String]) -> Result<(), BusError> {
+        let mut listening = self.bus_channels.lock().await;
+        let (wanted, unwanted): (Vec<String>, Vec<String>) = {
+            let state = self.read();
+            channels
+                .iter()
+                .filter(|c| (state.registry.count_for_channel(c) > 0) != listening.contains(*c))
+                .cloned()
+                .partition(|c| state.registry.count_for_channel(c) > 0)
+        };
+        if !unwanted.is_empty() {
+            for channel in &unwanted {
+                listening.remove(channel);
+            }
+            self.bus.unsubscribe(self.stream_id, &unwanted).await?;
+        }
+        if !wanted.is_empty() {
+            self.bus.subscribe_to(self.stream_id, &wanted).await?;
+            listening.extend(wanted);
+        }
+        Ok(())
     }
 
     /// Publishes an event on the engine's bus.

@@ -873,3 +873,104 @@ async fn starting_the_same_subscription_twice_is_refused_and_leaks_nothing() {
         .unwrap_err();
     assert_eq!(closed[0].extensions["code"], "CONNECTION_CLOSED");
 }
+
+/// A bus that records which channels it is asked to feed; unsubscribing yields first, so a
+/// later subscribe can overtake an earlier unsubscribe, as on a real network.
+#[derive(Debug, Default)]
+struct RecordingBus {
+    inner: InMemoryBus,
+    listening: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+#[async_trait]
+impl EventBus for RecordingBus {
+    async fn publish(&self, event: Arc<Event>) -> Result<(), fraiseql_subscriptions::BusError> {
+        self.inner.publish(event).await
+    }
+    async fn subscribe(
+        &self,
+        channels: &[String],
+    ) -> Result<fraiseql_subscriptions::EventStream, fraiseql_subscriptions::BusError> {
+        self.inner.subscribe(channels).await
+    }
+    async fn subscribe_to(
+        &self,
+        stream: fraiseql_subscriptions::StreamId,
+        channels: &[String],
+    ) -> Result<(), fraiseql_subscriptions::BusError> {
+        self.listening
+            .lock()
+            .unwrap()
+            .extend(channels.iter().cloned());
+        self.inner.subscribe_to(stream, channels).await
+    }
+    async fn unsubscribe(
+        &self,
+        stream: fraiseql_subscriptions::StreamId,
+        channels: &[String],
+    ) -> Result<(), fraiseql_subscriptions::BusError> {
+        // Unsubscribing is slower than subscribing, as a network round trip can be.
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        {
+            let mut listening = self.listening.lock().unwrap();
+            for channel in channels {
+                listening.remove(channel);
+            }
+        }
+        self.inner.unsubscribe(stream, channels).await
+    }
+    async fn health_check(&self) -> Result<(), fraiseql_subscriptions::BusError> {
+        self.inner.health_check().await
+    }
+    fn stats(&self) -> fraiseql_subscriptions::BusStats {
+        self.inner.stats()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_subscribe_and_unsubscribe_leave_the_bus_feeding_exactly_the_live_channels() {
+    let bus = Arc::new(RecordingBus::default());
+    let engine = Arc::new(
+        Engine::new(
+            bus.clone() as Arc<dyn EventBus>,
+            chat_fields(),
+            EngineConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for n in 0..16_u32 {
+        let engine = Arc::clone(&engine);
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(&engine, Principal::user(format!("u{n}")));
+            // Churn on three shared rooms; every task ends with one live subscription on
+            // room (n % 3) when n is even, none when odd.
+            for round in 0..20_u32 {
+                let room = format!("r{}", (n + round) % 3);
+                let (key, _) = client
+                    .subscribe(&engine, MESSAGE, json!({"room": room}))
+                    .await;
+                engine.unsubscribe(client.handle.id, key).await;
+            }
+            if n % 2 == 0 {
+                client
+                    .subscribe(&engine, MESSAGE, json!({"room": format!("r{}", n % 3)}))
+                    .await;
+            }
+            client
+        }));
+    }
+    let mut clients = Vec::new();
+    for task in tasks {
+        clients.push(task.await.unwrap());
+    }
+    let live: std::collections::HashSet<String> = (0..16_u32)
+        .filter(|n| n % 2 == 0)
+        .map(|n| format!("room:r{}", n % 3))
+        .collect();
+    assert_eq!(*bus.listening.lock().unwrap(), live);
+    assert_eq!(engine.subscription_count(), 8);
+}
