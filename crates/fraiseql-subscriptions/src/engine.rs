@@ -842,6 +842,20 @@ impl Engine {
         self.unsubscribe(sub.connection, sub.key).await;
     }
 
+    /// Whether the engine's bus is reachable (for a health endpoint).
+    ///
+    /// # Errors
+    /// The bus's [`BusError`].
+    pub async fn health_check(&self) -> Result<(), BusError> {
+        self.bus.health_check().await
+    }
+
+    /// The bus's counters (events published and delivered, active channels, mode).
+    #[must_use]
+    pub fn bus_stats(&self) -> crate::bus::BusStats {
+        self.bus.stats()
+    }
+
     /// How many subscriptions are active.
     #[must_use]
     pub fn subscription_count(&self) -> usize {

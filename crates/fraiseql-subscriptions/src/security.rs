@@ -27,6 +27,9 @@ pub struct Principal {
     pub scopes: HashSet<String>,
     /// Every other claim, as the authenticator found it.
     pub claims: Map<String, Value>,
+    /// When the credentials stop being valid (a token's `exp`): transports close the
+    /// connection then (4403). `None`: they do not expire.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 impl Principal {
@@ -63,6 +66,13 @@ impl Principal {
     #[must_use]
     pub fn with_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
         self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets when the credentials expire.
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at: std::time::SystemTime) -> Self {
+        self.expires_at = Some(expires_at);
         self
     }
 

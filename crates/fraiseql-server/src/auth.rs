@@ -1,0 +1,348 @@
+//! Authentication of `connection_init` payloads: a JWT verifier (HS256 / RS256 with
+//! `exp`, `nbf`, `aud` and `iss` checked) implementing the engine's [`Authenticator`] trait.
+//! Any other scheme implements [`Authenticator`] itself and is passed to the server builder.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use fraiseql_protocol::JsonObject;
+use fraiseql_subscriptions::security::{AuthError, Authenticator, Principal};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+/// Why a JWT configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtConfigError {
+    /// The HS256 secret is empty.
+    #[error("the HS256 secret is empty: give at least 32 bytes of random data")]
+    EmptySecret,
+    /// The RS256 public key is not a PEM-encoded RSA public key.
+    #[error("the RS256 public key is not a PEM-encoded RSA public key: {0}")]
+    InvalidPublicKey(String),
+}
+
+/// Verifies the JWT a client sends in its `connection_init` payload and turns its claims
+/// into a [`Principal`].
+///
+/// The token is read from the payload's `token`, `authToken`, `Authorization` or
+/// `authorization` key (a `Bearer ` prefix is accepted), or from `headers.Authorization`.
+/// Claims: `sub` → user id; `tenant_id` (or `tenant`, or the configured claim) → tenant;
+/// `roles` (array, or space-separated string) → roles; `scope` (space-separated, OAuth) or
+/// `scopes` / `scp` (array) → scopes; `exp` → [`Principal::expires_at`] (the server closes
+/// the socket with 4403 when it passes); every claim is kept in [`Principal::claims`].
+///
+/// ```
+/// use fraiseql_server::JwtAuthenticator;
+/// let auth = JwtAuthenticator::hs256(b"a-secret-of-at-least-32-bytes-long!!")
+///     .unwrap()
+///     .with_audience(["my-api"])
+///     .with_issuer(["https://auth.example.com"]);
+/// # drop(auth);
+/// ```
+#[derive(Clone)]
+pub struct JwtAuthenticator {
+    key: DecodingKey,
+    validation: Validation,
+    tenant_claim: String,
+}
+
+impl std::fmt::Debug for JwtAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthenticator")
+            .field("algorithms", &self.validation.algorithms)
+            .field("audience", &self.validation.aud)
+            .field("issuer", &self.validation.iss)
+            .field("tenant_claim", &self.tenant_claim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuthenticator {
+    /// Tokens signed with HMAC-SHA256 and `secret`.
+    ///
+    /// # Errors
+    /// [`JwtConfigError::EmptySecret`].
+    pub fn hs256(secret: &[u8]) -> Result<Self, JwtConfigError> {
+        if secret.is_empty() {
+            return Err(JwtConfigError::EmptySecret);
+        }
+        Ok(Self::new(
+            DecodingKey::from_secret(secret),
+            Algorithm::HS256,
+        ))
+    }
+
+    /// Tokens signed with RSA-SHA256, verified with a PEM-encoded public key
+    /// (`-----BEGIN PUBLIC KEY-----` or `-----BEGIN RSA PUBLIC KEY-----`).
+    ///
+    /// # Errors
+    /// [`JwtConfigError::InvalidPublicKey`].
+    pub fn rs256_pem(public_key_pem: &[u8]) -> Result<Self, JwtConfigError> {
+        let key = DecodingKey::from_rsa_pem(public_key_pem)
+            .map_err(|e| JwtConfigError::InvalidPublicKey(e.to_string()))?;
+        Ok(Self::new(key, Algorithm::RS256))
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+        let mut validation = Validation::new(algorithm);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        validation.validate_aud = false;
+        Self {
+            key,
+            validation,
+            tenant_claim: "tenant_id".to_owned(),
+        }
+    }
+
+    /// Accepts only tokens whose `aud` names one of `audiences`.
+    #[must_use]
+    pub fn with_audience<I: IntoIterator<Item = S>, S: ToString>(mut self, audiences: I) -> Self {
+        let audiences: Vec<String> = audiences.into_iter().map(|a| a.to_string()).collect();
+        self.validation.validate_aud = !audiences.is_empty();
+        self.validation.set_audience(&audiences);
+        self
+    }
+
+    /// Accepts only tokens whose `iss` is one of `issuers`.
+    #[must_use]
+    pub fn with_issuer<I: IntoIterator<Item = S>, S: ToString>(mut self, issuers: I) -> Self {
+        let issuers: Vec<String> = issuers.into_iter().map(|i| i.to_string()).collect();
+        self.validation.set_issuer(&issuers);
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway.as_secs();
+        self
+    }
+
+    /// The claim holding the tenant (default `tenant_id`; `tenant` is also read).
+    #[must_use]
+    pub fn with_tenant_claim(mut self, claim: impl Into<String>) -> Self {
+        self.tenant_claim = claim.into();
+        self
+    }
+
+    /// Verifies `token` and builds its principal.
+    ///
+    /// # Errors
+    /// [`AuthError`] with a message that names the problem but never the token or key.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|e| AuthError::new(describe(e.kind())))?;
+        Ok(principal_from_claims(data.claims, &self.tenant_claim))
+    }
+}
+
+#[async_trait]
+impl Authenticator for JwtAuthenticator {
+    async fn authenticate(&self, payload: Option<&JsonObject>) -> Result<Principal, AuthError> {
+        let token = payload.and_then(token_of).ok_or_else(|| {
+            AuthError::new(
+                "connection_init carries no token: send {\"token\": \"<JWT>\"} or \
+                 {\"Authorization\": \"Bearer <JWT>\"} as its payload",
+            )
+        })?;
+        self.verify(token)
+    }
+}
+
+/// The token in a `connection_init` payload, if there is one.
+fn token_of(payload: &JsonObject) -> Option<&str> {
+    let direct = ["token", "authToken", "Authorization", "authorization"]
+        .iter()
+        .find_map(|key| payload.get(*key).and_then(Value::as_str));
+    let from_headers = || {
+        payload
+            .get("headers")
+            .and_then(Value::as_object)
+            .and_then(|h| h.get("Authorization").or_else(|| h.get("authorization")))
+            .and_then(Value::as_str)
+    };
+    let raw = direct.or_else(from_headers)?.trim();
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .unwrap_or(raw)
+        .trim();
+    (!token.is_empty()).then_some(token)
+}
+
+fn describe(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "Forbidden: the token has expired",
+        ErrorKind::ImmatureSignature => "Forbidden: the token is not valid yet (nbf)",
+        ErrorKind::InvalidAudience => "Forbidden: the token's audience is not accepted",
+        ErrorKind::InvalidIssuer => "Forbidden: the token's issuer is not accepted",
+        ErrorKind::InvalidSignature => "Forbidden: the token's signature is invalid",
+        ErrorKind::InvalidAlgorithm => "Forbidden: the token's algorithm is not accepted",
+        ErrorKind::MissingRequiredClaim(_) => "Forbidden: the token lacks a required claim (exp)",
+        _ => "Forbidden: the token is malformed",
+    }
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn principal_from_claims(claims: Map<String, Value>, tenant_claim: &str) -> Principal {
+    let mut principal = Principal::anonymous();
+    principal.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+    principal.tenant_id = claims
+        .get(tenant_claim)
+        .or_else(|| claims.get("tenant"))
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    principal = principal.with_roles(strings(claims.get("roles")));
+    principal = principal.with_scopes(strings(claims.get("scope")));
+    principal = principal.with_scopes(strings(claims.get("scopes")));
+    principal = principal.with_scopes(strings(claims.get("scp")));
+    if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        principal.expires_at = UNIX_EPOCH.checked_add(Duration::from_secs(exp));
+    }
+    principal.claims = claims;
+    principal
+}
+
+/// Seconds since the Unix epoch, for building tokens in tests and examples.
+#[must_use]
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+    fn token(claims: &Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn payload(value: Value) -> JsonObject {
+        value.as_object().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_becomes_a_principal() {
+        let exp = unix_now() + 600;
+        let t = token(
+            &json!({"sub": "u1", "tenant_id": "acme", "roles": ["admin"],
+                              "scope": "read write", "exp": exp}),
+        );
+        let auth = JwtAuthenticator::hs256(SECRET).unwrap();
+        let p = auth
+            .authenticate(Some(&payload(json!({"token": t}))))
+            .await
+            .unwrap();
+        assert_eq!(p.user_id.as_deref(), Some("u1"));
+        assert_eq!(p.tenant_id.as_deref(), Some("acme"));
+        assert!(p.has_role("admin"));
+        assert!(p.has_scope("read") && p.has_scope("write"));
+        assert_eq!(
+            p.expires_at,
+            UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_header_forms_are_read() {
+        let t = token(&json!({"sub": "u1", "exp": unix_now() + 600}));
+        let auth = JwtAuthenticator::hs256(SECRET).unwrap();
+        for p in [
+            json!({"Authorization": format!("Bearer {t}")}),
+            json!({"headers": {"authorization": format!("bearer {t}")}}),
+        ] {
+            assert!(auth.authenticate(Some(&payload(p))).await.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_name_the_problem() {
+        let auth = JwtAuthenticator::hs256(SECRET)
+            .unwrap()
+            .with_audience(["api"])
+            .with_issuer(["me"])
+            .with_leeway(Duration::ZERO);
+        let cases = [
+            (
+                json!({"sub": "u", "exp": unix_now() - 10, "aud": "api", "iss": "me"}),
+                "expired",
+            ),
+            (
+                json!({"sub": "u", "exp": unix_now() + 600, "nbf": unix_now() + 300, "aud": "api", "iss": "me"}),
+                "not valid yet",
+            ),
+            (
+                json!({"sub": "u", "exp": unix_now() + 600, "aud": "other", "iss": "me"}),
+                "audience",
+            ),
+            (
+                json!({"sub": "u", "exp": unix_now() + 600, "aud": "api", "iss": "them"}),
+                "issuer",
+            ),
+            (
+                json!({"sub": "u", "aud": "api", "iss": "me"}),
+                "required claim",
+            ),
+        ];
+        for (claims, expected) in cases {
+            let err = auth
+                .authenticate(Some(&payload(json!({"token": token(&claims)}))))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains(expected), "{err} / {expected}");
+        }
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "u", "exp": unix_now() + 600}),
+            &EncodingKey::from_secret(b"another-secret-another-secret-12"),
+        )
+        .unwrap();
+        let err = auth.verify(&forged).unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+        let err = auth.authenticate(None).await.unwrap_err();
+        assert!(err.to_string().contains("no token"), "{err}");
+        assert!(auth.verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn bad_keys_are_config_errors() {
+        assert!(matches!(
+            JwtAuthenticator::hs256(b""),
+            Err(JwtConfigError::EmptySecret)
+        ));
+        assert!(matches!(
+            JwtAuthenticator::rs256_pem(b"not a key"),
+            Err(JwtConfigError::InvalidPublicKey(_))
+        ));
+    }
+}

@@ -1,0 +1,302 @@
+//! One WebSocket connection: drives the protocol state machine (`fraiseql-protocol`) with
+//! what the socket, the clock, the authenticator and the engine's outbox produce, and
+//! carries out its actions. Nothing protocol- or engine-specific is decided here.
+//!
+//! One task per connection selects over: the socket, the outbox (frames batched, one flush
+//! per batch), the authentication verdict, the protocol's next deadline (init timeout,
+//! keep-alive), the token's expiry and server shutdown.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use fraiseql_protocol::{Action, CloseCode, Protocol, ServerConnection};
+use fraiseql_subscriptions::security::{AuthError, Principal};
+use fraiseql_subscriptions::{ConnectionHandle, Outbound};
+use futures_util::SinkExt;
+
+use crate::service::Shared;
+
+type AuthFuture = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
+
+/// What woke the connection task.
+enum Wake {
+    Socket(Option<Result<Message, axum::Error>>),
+    Outbox(bool),
+    Auth(Result<Principal, AuthError>),
+    Deadline,
+    Expired,
+    Shutdown,
+}
+
+/// Awaits `future` when there is one, forever otherwise (a disabled `select!` branch that
+/// needs no `unwrap`).
+async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
+    match future {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_maybe(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one upgraded socket until it closes. `protocol` is the negotiated subprotocol,
+/// or the close reason when none was acceptable (the socket is then closed with 4406).
+pub(crate) async fn serve(
+    socket: WebSocket,
+    protocol: Result<Protocol, String>,
+    shared: Arc<Shared>,
+) {
+    let mut driver = Driver {
+        socket,
+        pending: Vec::new(),
+        shared,
+        handle: None,
+        auth: None,
+        expiry: None,
+        closing: false,
+    };
+    match protocol {
+        Ok(protocol) => driver.run(protocol).await,
+        Err(reason) => {
+            driver.pending.push(close_message(
+                CloseCode::SubprotocolNotAcceptable.as_u16(),
+                &reason,
+            ));
+            driver.closing = true;
+            let _ = driver.flush().await;
+            driver.finish_close().await;
+        }
+    }
+}
+
+struct Driver {
+    socket: WebSocket,
+    /// Frames to write at the next flush.
+    pending: Vec<Message>,
+    shared: Arc<Shared>,
+    handle: Option<ConnectionHandle>,
+    auth: Option<AuthFuture>,
+    expiry: Option<tokio::time::Instant>,
+    /// A close frame was queued: nothing more is read or sent.
+    closing: bool,
+}
+
+impl Driver {
+    async fn run(&mut self, protocol: Protocol) {
+        let mut conn =
+            ServerConnection::new(protocol, self.shared.connection_config, Instant::now());
+        let mut batch: Vec<Outbound> = Vec::with_capacity(self.shared.max_batch);
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            self.carry_out(&mut conn).await;
+            if self.flush().await.is_err() || self.closing {
+                break;
+            }
+            let deadline = conn.poll_timeout().map(tokio::time::Instant::from_std);
+            let outbox = self.handle.as_ref().map(|h| Arc::clone(&h.outbox));
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Wake::Shutdown,
+                result = maybe(&mut self.auth) => Wake::Auth(result),
+                message = self.socket.recv() => Wake::Socket(message),
+                more = async {
+                    match &outbox {
+                        Some(outbox) => outbox.recv_batch(&mut batch, self.shared.max_batch).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Outbox(more),
+                () = sleep_until_maybe(deadline) => Wake::Deadline,
+                () = sleep_until_maybe(self.expiry) => Wake::Expired,
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Shutdown => conn.close(CloseCode::GoingAway, "Server shutting down"),
+                Wake::Auth(result) => {
+                    self.auth = None;
+                    self.authenticated(&mut conn, result, now);
+                }
+                Wake::Socket(Some(Ok(message))) => self.received(&mut conn, message, now),
+                Wake::Socket(Some(Err(_)) | None) => {
+                    conn.handle_transport_closed();
+                    self.carry_out(&mut conn).await;
+                    break;
+                }
+                Wake::Outbox(more) => {
+                    for message in batch.drain(..) {
+                        self.outbound(&mut conn, message);
+                    }
+                    if !more {
+                        // The engine dropped this connection without a close message.
+                        conn.close(CloseCode::InternalServerError, "Connection ended");
+                    }
+                }
+                Wake::Deadline => conn.handle_timeout(now),
+                Wake::Expired => {
+                    self.expiry = None;
+                    conn.close(CloseCode::Forbidden, "Forbidden: the token has expired");
+                }
+            }
+        }
+        if let Some(handle) = self.handle.take() {
+            self.shared.engine.disconnect(handle.id).await;
+        }
+        if self.closing {
+            self.finish_close().await;
+        }
+    }
+
+    /// A frame from the client.
+    fn received(&mut self, conn: &mut ServerConnection, message: Message, now: Instant) {
+        match message {
+            Message::Text(text) => {
+                if let Some(Err(rejection)) =
+                    self.handle.as_ref().map(ConnectionHandle::check_message)
+                {
+                    conn.close(CloseCode::SlowConsumer, &rejection.message);
+                    return;
+                }
+                conn.handle_text(text.as_str(), now);
+            }
+            Message::Binary(bytes) => conn.handle_binary(&bytes, now),
+            // tungstenite queues the pong itself; the next flush sends it.
+            Message::Ping(_) => {}
+            Message::Pong(_) => conn.handle_transport_pong(now),
+            Message::Close(_) => conn.handle_transport_closed(),
+        }
+    }
+
+    /// The authenticator's verdict: connect to the engine and acknowledge, or refuse (4403).
+    fn authenticated(
+        &mut self,
+        conn: &mut ServerConnection,
+        result: Result<Principal, AuthError>,
+        now: Instant,
+    ) {
+        let principal = match result {
+            Ok(principal) => principal,
+            Err(err) => {
+                let _ = conn.reject(&err.to_string());
+                return;
+            }
+        };
+        if principal
+            .expires_at
+            .is_some_and(|at| at <= SystemTime::now())
+        {
+            let _ = conn.reject("Forbidden: the token has expired");
+            return;
+        }
+        let expires_at = principal.expires_at;
+        match self.shared.engine.connect(principal) {
+            Ok(handle) => {
+                if conn.accept(None, now).is_ok() {
+                    self.expiry = expires_at.map(|at| {
+                        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                        tokio::time::Instant::now() + left
+                    });
+                    self.handle = Some(handle);
+                } else {
+                    let engine = Arc::clone(&self.shared.engine);
+                    tokio::spawn(async move { engine.disconnect(handle.id).await });
+                }
+            }
+            Err(rejection) => {
+                let _ = conn.reject(&rejection.message);
+            }
+        }
+    }
+
+    /// A message the engine queued for this connection.
+    fn outbound(&mut self, conn: &mut ServerConnection, message: Outbound) {
+        let frame = match message {
+            Outbound::Next { key, payload } => conn.next(key, &payload),
+            Outbound::Complete { key } => conn.complete(key),
+            Outbound::Error { key, errors } => conn.error(key, &errors),
+            Outbound::Close { code, reason } => {
+                conn.close(code, &reason);
+                None
+            }
+        };
+        if let Some(frame) = frame {
+            self.pending.push(Message::Text(frame.into()));
+        }
+    }
+
+    /// Carries out every action the state machine queued.
+    async fn carry_out(&mut self, conn: &mut ServerConnection) {
+        while let Some(action) = conn.poll_action() {
+            match action {
+                Action::Send(text) => self.pending.push(Message::Text(text.into())),
+                Action::SendTransportPing => self.pending.push(Message::Ping(Vec::new().into())),
+                Action::Authenticate { payload } => {
+                    let authenticator = Arc::clone(&self.shared.authenticator);
+                    self.auth = Some(Box::pin(async move {
+                        authenticator.authenticate(payload.as_ref()).await
+                    }));
+                }
+                Action::Start { key, payload, .. } => {
+                    if let Some(handle) = &self.handle {
+                        // A refusal is queued on the outbox as the subscription's `error`.
+                        let _ = self.shared.engine.subscribe(handle.id, key, &payload).await;
+                    }
+                }
+                Action::Stop { key, .. } => {
+                    if let Some(handle) = &self.handle {
+                        self.shared.engine.unsubscribe(handle.id, key).await;
+                    }
+                }
+                Action::Close { code, reason } => {
+                    self.pending.push(close_message(code.as_u16(), &reason));
+                    self.closing = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Writes every pending frame with one flush, within the write timeout. An error means
+    /// the peer is gone or too slow to read: the connection ends.
+    async fn flush(&mut self) -> Result<(), ()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let socket = &mut self.socket;
+        let pending = &mut self.pending;
+        let write = async {
+            for message in pending.drain(..) {
+                socket.feed(message).await?;
+            }
+            socket.flush().await
+        };
+        match tokio::time::timeout(self.shared.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => {
+                self.pending.clear();
+                Err(())
+            }
+        }
+    }
+
+    /// After our close frame: wait (briefly) for the client's, so the close handshake
+    /// completes and the close frame is not lost to a reset.
+    async fn finish_close(&mut self) {
+        let socket = &mut self.socket;
+        let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
+        let _ = tokio::time::timeout(self.shared.close_timeout, drain).await;
+    }
+}
+
+fn close_message(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    }))
+}

@@ -1,0 +1,25 @@
+//! The native FraiseQL subscription server.
+//!
+//! One tokio server, one port: the GraphQL WebSocket endpoint (graphql-transport-ws and the
+//! legacy graphql-ws, negotiated by subprotocol), `GET /healthz`, `GET /metrics`
+//! (Prometheus text) and an optional, token-protected `POST /publish`. Every protocol rule
+//! comes from `fraiseql-protocol` and every routing, security and delivery decision from
+//! `fraiseql-subscriptions`; this crate moves bytes between them and the sockets.
+//!
+//! - [`Server`]: standalone, with graceful shutdown (close 1001 to every client, drain
+//!   within a grace period) on a [`ShutdownHandle`] or SIGTERM / SIGINT.
+//! - [`SubscriptionService`]: the same routes as an axum [`Router`](axum::Router) to merge
+//!   into your own application.
+//! - [`JwtAuthenticator`]: HS256 / RS256 `connection_init` tokens; any other scheme
+//!   implements [`Authenticator`](fraiseql_subscriptions::security::Authenticator).
+
+mod auth;
+mod connection;
+mod publish;
+mod server;
+mod service;
+
+pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};
+pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
+pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};
+pub use service::{ServiceBuilder, ServiceError, SubscriptionService};

@@ -1,0 +1,435 @@
+//! The subscription service: the engine, its settings and the axum routes serving it —
+//! the GraphQL WebSocket endpoint, `/healthz`, `/metrics` and the optional `/publish`.
+//! [`SubscriptionService::router`] mounts it in any axum application;
+//! [`crate::Server`] serves it alone on its own port.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fraiseql_protocol::{negotiate_subprotocol_header, ConnectionConfig};
+use fraiseql_subscriptions::security::{AllowAnonymous, Authenticator};
+use fraiseql_subscriptions::{
+    Engine, EngineConfig, EngineError, Event, EventBus, FieldConfig, InMemoryBus,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection;
+use crate::publish::{parse_publish_body, PublishError};
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The engine refused its configuration (schema, limits, a field's filter) or the bus
+    /// could not open a stream.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A setting is invalid.
+    #[error("invalid server setting: {0}")]
+    Config(String),
+}
+
+/// State shared by every route and connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) connection_config: ConnectionConfig,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) publish_token: Option<String>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) open_connections: AtomicUsize,
+    pub(crate) write_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) max_batch: usize,
+}
+
+/// Builds a [`SubscriptionService`] (or, through [`crate::ServerBuilder`], a whole server).
+#[derive(Debug)]
+pub struct ServiceBuilder {
+    pub(crate) path: String,
+    pub(crate) fields: HashMap<String, FieldConfig>,
+    pub(crate) engine_config: EngineConfig,
+    pub(crate) bus: Option<Arc<dyn EventBus>>,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) connection_config: ConnectionConfig,
+    pub(crate) publish_token: Option<String>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) write_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) max_batch: usize,
+}
+
+impl Default for ServiceBuilder {
+    fn default() -> Self {
+        Self {
+            path: "/graphql".to_owned(),
+            fields: HashMap::new(),
+            engine_config: EngineConfig::default(),
+            bus: None,
+            authenticator: Arc::new(AllowAnonymous),
+            connection_config: ConnectionConfig::default(),
+            publish_token: None,
+            max_connections: None,
+            write_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(2),
+            max_batch: 64,
+        }
+    }
+}
+
+impl ServiceBuilder {
+    /// The GraphQL WebSocket path (default `/graphql`).
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Serves the root subscription field `name` as `field` describes (channel template,
+    /// filter, requirement, resolver).
+    #[must_use]
+    pub fn field(mut self, name: impl Into<String>, field: FieldConfig) -> Self {
+        self.fields.insert(name.into(), field);
+        self
+    }
+
+    /// Engine settings: schema SDL, document limits, security policy, limits, overflow
+    /// policy.
+    #[must_use]
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine_config = config;
+        self
+    }
+
+    /// The event bus (default: a new [`InMemoryBus`]).
+    #[must_use]
+    pub fn bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Who may connect: the `connection_init` payload's verifier (default: everyone, as
+    /// anonymous). See [`crate::JwtAuthenticator`].
+    #[must_use]
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = authenticator;
+        self
+    }
+
+    /// Protocol settings: init timeout, keep-alive, maximum message size.
+    #[must_use]
+    pub fn connection_config(mut self, config: ConnectionConfig) -> Self {
+        self.connection_config = config;
+        self
+    }
+
+    /// Enables `POST /publish` for external publishers presenting `Authorization: Bearer
+    /// <token>` (off by default).
+    #[must_use]
+    pub fn publish_token(mut self, token: impl Into<String>) -> Self {
+        self.publish_token = Some(token.into());
+        self
+    }
+
+    /// At most this many WebSocket connections at once; more are refused with HTTP 503.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// How long one batch of frames may take to write before the client is deemed stuck
+    /// and dropped (default 10 s).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// At most this many frames per write (default 64).
+    #[must_use]
+    pub fn max_batch(mut self, frames: usize) -> Self {
+        self.max_batch = frames;
+        self
+    }
+
+    /// Builds the engine and starts its bus loop (on the current tokio runtime).
+    ///
+    /// # Errors
+    /// [`ServiceError`] for an invalid setting, schema, limit or filter, or a bus error.
+    pub async fn build(self) -> Result<SubscriptionService, ServiceError> {
+        if !self.path.starts_with('/') {
+            return Err(ServiceError::Config(format!(
+                "the GraphQL path must start with '/', got {:?}",
+                self.path
+            )));
+        }
+        if self.max_batch == 0 {
+            return Err(ServiceError::Config("max_batch must be at least 1".into()));
+        }
+        if self.max_connections == Some(0) {
+            return Err(ServiceError::Config(
+                "max_connections must be at least 1 (leave it unset for no limit)".into(),
+            ));
+        }
+        if self.publish_token.as_deref().is_some_and(str::is_empty) {
+            return Err(ServiceError::Config(
+                "the publish token is empty: give a long random secret".into(),
+            ));
+        }
+        let bus = self
+            .bus
+            .unwrap_or_else(|| Arc::new(InMemoryBus::new()) as Arc<dyn EventBus>);
+        let engine = Arc::new(Engine::new(bus, self.fields, self.engine_config).await?);
+        let runner = Arc::clone(&engine);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = runner.run() => {}
+                () = stop.cancelled() => {}
+            }
+        });
+        Ok(SubscriptionService {
+            path: self.path,
+            shared: Arc::new(Shared {
+                engine,
+                authenticator: self.authenticator,
+                connection_config: self.connection_config,
+                shutdown,
+                tracker: TaskTracker::new(),
+                publish_token: self.publish_token,
+                max_connections: self.max_connections,
+                open_connections: AtomicUsize::new(0),
+                write_timeout: self.write_timeout,
+                close_timeout: self.close_timeout,
+                max_batch: self.max_batch,
+            }),
+        })
+    }
+}
+
+/// The subscription endpoint and its companion routes, ready to mount.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{routing::get, Router};
+/// use fraiseql_server::SubscriptionService;
+/// use fraiseql_subscriptions::FieldConfig;
+///
+/// let service = SubscriptionService::builder()
+///     .field("message", FieldConfig::new("room:{room}")?)
+///     .build()
+///     .await?;
+/// let app = Router::new()
+///     .route("/", get(|| async { "my own routes" }))
+///     .merge(service.router());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SubscriptionService {
+    path: String,
+    shared: Arc<Shared>,
+}
+
+impl SubscriptionService {
+    /// A builder with the defaults: `/graphql`, in-memory bus, anonymous access.
+    #[must_use]
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder::default()
+    }
+
+    /// The engine, to publish events from the application or read metrics.
+    #[must_use]
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.shared.engine
+    }
+
+    /// The routes: the GraphQL WebSocket path, `GET /healthz`, `GET /metrics` and, when a
+    /// publish token is set, `POST /publish`.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new()
+            .route(&self.path, get(upgrade))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics));
+        if self.shared.publish_token.is_some() {
+            router = router.route("/publish", post(publish));
+        }
+        router.with_state(Arc::clone(&self.shared))
+    }
+
+    /// How many WebSocket connections are open.
+    #[must_use]
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Closes every connection with 1001 "Server shutting down" and waits up to `grace` for
+    /// them to finish; then stops the engine's bus loop. New upgrades are refused from the
+    /// first moment. Returns whether every connection finished within `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Decrements the open-connection count when a connection task ends, however it ends.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Server shutting down").into_response();
+    }
+    let open = shared.open_connections.fetch_add(1, Ordering::Relaxed);
+    let guard = OpenConnection(Arc::clone(&shared));
+    if shared.max_connections.is_some_and(|max| open >= max) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many connections: try again later",
+        )
+            .into_response();
+    }
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let protocol = negotiate_subprotocol_header(&offered).map_err(|e| e.reason().to_owned());
+    let mut ws = ws
+        // The protocol layer enforces the limit with a 4400 close naming it; the codec's
+        // own limit only stops a flood far beyond it.
+        .max_message_size(
+            shared
+                .connection_config
+                .max_message_bytes()
+                .saturating_mul(2),
+        )
+        .max_frame_size(
+            shared
+                .connection_config
+                .max_message_bytes()
+                .saturating_mul(2),
+        );
+    if let Ok(protocol) = protocol {
+        ws = ws.protocols([protocol.subprotocol()]);
+    }
+    let token = shared.tracker.token();
+    ws.on_upgrade(move |socket| async move {
+        let _token = token;
+        let _guard = guard;
+        connection::serve(socket, protocol, shared).await;
+    })
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let bus = shared.engine.health_check().await;
+    let healthy = bus.is_ok();
+    let stats = shared.engine.bus_stats();
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "bus": { "mode": stats.mode, "ok": bus.is_ok(),
+                 "error": bus.err().map(|e| e.to_string()) },
+        "connections": shared.open_connections.load(Ordering::Relaxed),
+        "subscriptions": shared.engine.subscription_count(),
+        "shutting_down": shared.shutdown.is_cancelled(),
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.engine.metrics().encode_prometheus(),
+    )
+        .into_response()
+}
+
+async fn publish(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let authorized = match (&shared.publish_token, presented) {
+        (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "POST /publish needs the header `Authorization: Bearer <publish token>`"})),
+        )
+            .into_response();
+    }
+    let events: Vec<Event> = match parse_publish_body(&body) {
+        Ok(events) => events,
+        Err(err) => return bad_request(&err),
+    };
+    let accepted = events.len();
+    for event in events {
+        if let Err(err) = shared.engine.publish(event).await {
+            return (
+                StatusCode::BAD_GATEWAY,
+                Json(json!({"error": err.to_string()})),
+            )
+                .into_response();
+        }
+    }
+    (StatusCode::ACCEPTED, Json(json!({"accepted": accepted}))).into_response()
+}
+
+fn bad_request(err: &PublishError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": err.to_string()})),
+    )
+        .into_response()
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
