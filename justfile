@@ -41,3 +41,9 @@ fuzz target="protocol" seconds="60":
 # API docs for the workspace.
 doc:
     cargo doc --workspace --no-deps
+
+# Browser and Node.js client tests against the real server (needs Node.js; Chromium for the browser test).
+test-js:
+    cargo build -p fraiseql-server --bin fraiseql-server --example demo
+    npm ci --prefix crates/fraiseql-server/tests/js --no-audit --no-fund
+    FRAISEQL_SERVER_BIN=target/debug/fraiseql-server FRAISEQL_DEMO_BIN=target/debug/examples/demo node --test crates/fraiseql-server/tests/js/
