@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use fraiseql_protocol::ConnectionConfig;
 use fraiseql_server::{JwtAuthenticator, Server};
-use fraiseql_subscriptions::limits::LimitsConfig;
+use fraiseql_subscriptions::limits::{LimitsConfig, RateLimit};
 use fraiseql_subscriptions::{EngineConfig, FieldConfig};
 
 /// The native FraiseQL subscription server.
@@ -45,6 +45,14 @@ struct Args {
     /// Messages a connection's outbox holds before the slow-consumer policy applies.
     #[arg(long)]
     outbox_capacity: Option<usize>,
+    /// Subscribes per second per user (anonymous clients share one budget); 0 turns the
+    /// limit off. Default: the preset's.
+    #[arg(long)]
+    subscribe_rate: Option<u32>,
+    /// Client messages per second per connection; 0 turns the limit off. Default: the
+    /// preset's.
+    #[arg(long)]
+    message_rate: Option<u32>,
     /// Maximum simultaneous WebSocket connections.
     #[arg(long)]
     max_connections: Option<usize>,
@@ -117,6 +125,14 @@ async fn run(args: Args) -> Result<(), String> {
     };
     if let Some(capacity) = args.outbox_capacity {
         limits.outbox_capacity = capacity;
+    }
+    if let Some(rate) = args.subscribe_rate {
+        limits.subscribe_rate_per_user =
+            (rate > 0).then(|| RateLimit::new(rate, rate.saturating_mul(2)));
+    }
+    if let Some(rate) = args.message_rate {
+        limits.message_rate_per_connection =
+            (rate > 0).then(|| RateLimit::new(rate, rate.saturating_mul(2)));
     }
     let schema = match &args.schema {
         Some(path) => Some(
