@@ -6,14 +6,15 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run the demo (for now: a scripted client session through the protocol state machine).
-demo:
-    cargo run --quiet -p fraiseql-protocol --example walkthrough
+# Run the live demo: a chat room at http://127.0.0.1:8000 (in-memory bus, no services).
+demo bind="127.0.0.1:8000":
+    cargo run --quiet -p fraiseql-server --example demo -- --bind {{bind}}
 
 # The whole test suite: formatting, lints, then every test. CI runs exactly this.
 test: lint
     cargo test --workspace --all-targets
     cargo test --workspace --doc
+    just test-js
 
 # Formatting and lints, with warnings as errors.
 lint:
