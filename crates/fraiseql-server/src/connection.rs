@@ -62,6 +62,7 @@ pub(crate) async fn serve(
         auth: None,
         expiry: None,
         closing: false,
+        flush_needed: false,
     };
     match protocol {
         Ok(protocol) => driver.run(protocol).await,
@@ -87,6 +88,8 @@ struct Driver {
     expiry: Option<tokio::time::Instant>,
     /// A close frame was queued: nothing more is read or sent.
     closing: bool,
+    /// Something (a pong tungstenite queued) waits for a flush even with no frame pending.
+    flush_needed: bool,
 }
 
 impl Driver {
@@ -166,8 +169,8 @@ impl Driver {
                 conn.handle_text(text.as_str(), now);
             }
             Message::Binary(bytes) => conn.handle_binary(&bytes, now),
-            // tungstenite queues the pong itself; the next flush sends it.
-            Message::Ping(_) => {}
+            // tungstenite queues the pong itself; flush so it leaves now.
+            Message::Ping(_) => self.flush_needed = true,
             Message::Pong(_) => conn.handle_transport_pong(now),
             Message::Close(_) => conn.handle_transport_closed(),
         }
@@ -265,9 +268,10 @@ impl Driver {
     /// Writes every pending frame with one flush, within the write timeout. An error means
     /// the peer is gone or too slow to read: the connection ends.
     async fn flush(&mut self) -> Result<(), ()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.flush_needed {
             return Ok(());
         }
+        self.flush_needed = false;
         let socket = &mut self.socket;
         let pending = &mut self.pending;
         let write = async {

@@ -518,3 +518,27 @@ async fn the_service_mounts_beside_the_applications_own_routes() {
     assert_eq!(frame["id"], "m");
     assert!(service.shutdown(PATIENCE).await);
 }
+
+#[tokio::test]
+async fn websocket_pings_are_answered_at_once() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(chat()).await;
+    let mut c = Client::acknowledged(server.addr, json!({})).await;
+    c.ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match futures_util::StreamExt::next(&mut c.ws).await {
+                Some(Ok(Message::Pong(payload))) => return payload,
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no pong");
+    assert_eq!(&pong[..], b"are you there");
+    server.shutdown.shutdown();
+}
