@@ -542,3 +542,43 @@ async fn websocket_pings_are_answered_at_once() {
     assert_eq!(&pong[..], b"are you there");
     server.shutdown.shutdown();
 }
+
+#[tokio::test]
+async fn a_client_vanishing_mid_stream_harms_nobody() {
+    let server = start(chat()).await;
+    let mut stays = Client::acknowledged(server.addr, json!({})).await;
+    stays.subscribe("s", MESSAGE, json!({"room": "v"})).await;
+    let mut vanishes = Client::acknowledged(server.addr, json!({})).await;
+    vanishes.subscribe("v", MESSAGE, json!({"room": "v"})).await;
+    first_delivery(&server.engine, &mut vanishes, "v").await;
+    // Drop the TCP connection without a close handshake, with events still flowing.
+    drop(vanishes);
+    let text = "y".repeat(4096);
+    for n in 0..300 {
+        publish(&server.engine, "v", json!({"id": n, "text": text})).await;
+    }
+    let mut last = -1;
+    while last < 299 {
+        let frame = stays.next_frame().await;
+        last = frame["payload"]["data"]["message"]["id"]
+            .as_i64()
+            .unwrap_or(-1);
+    }
+    for _ in 0..200 {
+        if server.engine.subscription_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.engine.subscription_count(),
+        1,
+        "the vanished client is cleaned up"
+    );
+    server.shutdown.shutdown();
+    tokio::time::timeout(PATIENCE, server.served)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
