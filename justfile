@@ -48,3 +48,8 @@ test-js:
     cargo build -p fraiseql-server --bin fraiseql-server --example demo
     npm ci --prefix crates/fraiseql-server/tests/js --no-audit --no-fund
     FRAISEQL_SERVER_BIN=target/debug/fraiseql-server FRAISEQL_DEMO_BIN=target/debug/examples/demo node --test crates/fraiseql-server/tests/js/
+
+# End-to-end load benchmark: our server vs an async-graphql peer (figures go in docs/benchmarks.md).
+bench-e2e *args:
+    cargo build --release -p fraiseql-server --bin fraiseql-server -p fraiseql-bench-e2e
+    ./target/release/loadgen --server ./target/release/fraiseql-server --peer ./target/release/peer-async-graphql {{args}}
