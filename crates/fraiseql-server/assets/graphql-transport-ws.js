@@ -101,6 +101,7 @@ export function createClient({ url, connectionParams, onStatus = () => {}, retry
     };
 
     ws.onmessage = (event) => {
+      if (socket !== ws) return; // a socket we are closing: its frames are stale
       let message;
       try {
         message = JSON.parse(event.data);

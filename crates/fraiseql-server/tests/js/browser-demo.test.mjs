@@ -26,10 +26,20 @@ before(async () => {
 after(async () => {
   await browser?.close().catch(() => {});
   if (demo) {
-    const { code, signal } = await demo.stop("SIGTERM");
+    // Ctrl-C, as a person stops the demo.
+    const { code, signal } = await demo.stop("SIGINT");
     assert.equal(code, 0, `the demo exited with code ${code}, signal ${signal}; stderr:\n${demo.stderr()}`);
   }
 });
+
+async function postMessage(message) {
+  const response = await fetch(`${demo.httpUrl}/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(message),
+  });
+  assert.equal(response.status, 202, `POST /messages answered ${response.status}: ${await response.text()}`);
+}
 
 /** Opens the demo in a fresh browser context (its own storage, like a second visitor). */
 async function openPage() {
@@ -49,7 +59,7 @@ async function openPage() {
   return { page, problems };
 }
 
-test("a message posted on one page appears on both", { skip, timeout: 60_000 }, async () => {
+test("a message posted on one page appears on both, and rooms are separate", { skip, timeout: 60_000 }, async () => {
   if (missing) assert.fail(`${missing}; CI runs the browser test, it does not skip it`);
   const one = await openPage();
   const two = await openPage();
@@ -81,8 +91,28 @@ test("a message posted on one page appears on both", { skip, timeout: 60_000 }, 
     await item.waitFor();
     assert.equal(await item.locator(".author").textContent(), "Ada");
     assert.equal(await item.locator(".text").textContent(), last);
-    assert.match(await item.locator("time").getAttribute("datetime"), /\S/);
+    assert.match(await item.locator("time").getAttribute("datetime"), /^\d{4}-\d\d-\d\dT/);
+    assert.match(await item.locator("time").textContent(), /\d:\d\d/);
   }
   assert.equal(await one.page.locator("#text").inputValue(), "", "the form clears after sending");
+
+  // Page two moves to another room: its list starts empty and shows only that room's messages.
+  await two.page.locator("#room").fill("random");
+  await two.page.locator("#join").click();
+  await two.page.locator("#room-name", { hasText: "#random" }).waitFor();
+  assert.equal(await two.page.locator("#messages li").count(), 0);
+  for (let attempt = 0; ; attempt++) {
+    await postMessage({ room: "lobby", author: "Bob", text: `still in the lobby ${attempt}` });
+    await postMessage({ room: "random", author: "Bob", text: `welcome to random ${attempt}` });
+    const arrived = await two.page
+      .locator("#messages li", { hasText: "welcome to random" })
+      .first()
+      .waitFor({ timeout: 1_000 })
+      .then(() => true, () => false);
+    if (arrived) break;
+    assert.ok(attempt < 10, "no message reached page two in room random");
+  }
+  assert.equal(await two.page.locator("#messages li", { hasText: "still in the lobby" }).count(), 0);
+  await one.page.locator("#messages li", { hasText: "still in the lobby" }).first().waitFor();
   assert.deepEqual([...one.problems, ...two.problems], []);
 });
