@@ -19,8 +19,11 @@ let browser;
 before(async () => {
   if (missing) return;
   demo = await startServer("FRAISEQL_DEMO_BIN", ["--bind", "127.0.0.1:0", "--no-bot"]);
-  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-  browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"], timeout: 30_000 });
+  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start. The rest keep
+  // Chromium from reaching for the network on its own (updates, sync, QUIC probes).
+  const args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run"];
+  browser = await chromium.launch({ executablePath, headless: true, args, timeout: 30_000 });
 });
 
 after(async () => {
