@@ -21,7 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
-use fraiseql_server::SubscriptionService;
+use fraiseql_server::{bus_from_url, BusOptions, SubscriptionService};
 use fraiseql_subscriptions::{Engine, EngineConfig, Event, FieldConfig};
 use serde::Deserialize;
 use serde_json::json;
@@ -44,6 +44,13 @@ struct Args {
     /// Do not run the bot that posts to "lobby" every few seconds.
     #[arg(long)]
     no_bot: bool,
+    /// The event bus: `memory`, or `redis://...` / `postgres://...` to run several demo
+    /// processes that see each other's messages.
+    #[arg(long, default_value = "memory")]
+    bus: String,
+    /// Redis delivery mode (`pubsub` or `streams`).
+    #[arg(long)]
+    bus_mode: Option<String>,
 }
 
 struct App {
@@ -61,7 +68,16 @@ struct NewMessage {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let bus = bus_from_url(
+        &args.bus,
+        &BusOptions {
+            mode: args.bus_mode.clone(),
+            prefix: None,
+        },
+    )
+    .await?;
     let service = SubscriptionService::builder()
+        .bus(bus)
         .field("message", FieldConfig::new("room:{room}")?)
         .engine_config(EngineConfig {
             schema: Some(SCHEMA.to_owned()),

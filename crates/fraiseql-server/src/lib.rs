@@ -14,12 +14,14 @@
 //!   implements [`Authenticator`](fraiseql_subscriptions::security::Authenticator).
 
 mod auth;
+mod bus;
 mod connection;
 mod publish;
 mod server;
 mod service;
 
 pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};
+pub use bus::{bus_from_url, BusOptions};
 pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
 pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};
 pub use service::{ServiceBuilder, ServiceError, SubscriptionService};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fraiseql_protocol::ConnectionConfig;
-use fraiseql_server::{JwtAuthenticator, Server};
+use fraiseql_server::{bus_from_url, BusOptions, JwtAuthenticator, Server};
 use fraiseql_subscriptions::limits::{LimitsConfig, RateLimit};
 use fraiseql_subscriptions::{EngineConfig, FieldConfig};
 
@@ -72,6 +72,17 @@ struct Args {
     /// Accepted token issuer (repeatable).
     #[arg(long)]
     jwt_issuer: Vec<String>,
+    /// The event bus: `memory` (one process), `redis://host:6379[/db]` or
+    /// `postgres://user@host/db` (several processes sharing events).
+    #[arg(long, env = "FRAISEQL_BUS", default_value = "memory")]
+    bus: String,
+    /// Redis delivery mode: `pubsub` (lowest latency) or `streams` (durable, resumes
+    /// after a disconnect).
+    #[arg(long)]
+    bus_mode: Option<String>,
+    /// Prefix of the bus's keys / channels, shared by the processes of one deployment.
+    #[arg(long)]
+    bus_prefix: Option<String>,
     /// Seconds connections get to close after SIGTERM.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -146,7 +157,16 @@ async fn run(args: Args) -> Result<(), String> {
         .connection_init_timeout(Duration::from_secs(args.init_timeout_secs))
         .build()
         .map_err(|e| format!("invalid connection settings: {e}"))?;
+    let bus = bus_from_url(
+        &args.bus,
+        &BusOptions {
+            mode: args.bus_mode.clone(),
+            prefix: args.bus_prefix.clone(),
+        },
+    )
+    .await?;
     let mut builder = Server::builder()
+        .bus(bus)
         .bind(&args.bind)
         .path(&args.path)
         .shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))

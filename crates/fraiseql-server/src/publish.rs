@@ -7,7 +7,7 @@
 //! ```
 //! Only `channel` is required; `data` defaults to `null`.
 
-use fraiseql_subscriptions::{validate_channel, Audience, Event};
+use fraiseql_subscriptions::{validate_channel, Audience, Event, GAP_EVENT_TYPE};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -113,6 +113,11 @@ pub fn parse_publish_body(body: &[u8]) -> Result<Vec<Event>, PublishError> {
                 event = event.with_id(id);
             }
             if let Some(t) = p.event_type {
+                if t == GAP_EVENT_TYPE {
+                    return Err(PublishError::Shape(format!(
+                        "event {index}: the type {GAP_EVENT_TYPE:?} is reserved for buses that lost events"
+                    )));
+                }
                 event = event.with_type(t);
             }
             if let Some(tenant) = p.tenant_id {
@@ -166,6 +171,7 @@ mod tests {
             (br#"{"channel":"c","colour":1}"#, "unknown field `colour`"),
             (br#"[{"channel":"ok"},{"channel":""}]"#, "event 1"),
             (br#"{"channel":"c","global":"yes"}"#, "invalid type"),
+            (br#"{"channel":"c","type":"fraiseql.gap"}"#, "reserved"),
         ] {
             let err = parse_publish_body(body).unwrap_err().to_string();
             assert!(err.contains(expected), "{err} / {expected}");

@@ -668,6 +668,10 @@ impl Engine {
         let mut overflowed: Vec<ConnectionId> = Vec::new();
         // Subscriptions a final event reached: they end (complete) below.
         let mut finished: Vec<Arc<ActiveSubscription>> = Vec::new();
+        if event.is_gap() {
+            self.end_channel_after_gap(event).await;
+            return;
+        }
         {
             let state = self.read();
             let mut candidates = state.registry.on_channel(event.channel()).peekable();
@@ -771,6 +775,34 @@ impl Engine {
         }
         for connection in overflowed {
             self.disconnect(connection).await;
+        }
+    }
+
+    /// Ends every subscription on a gap notice's channel with an `EVENTS_LOST` error.
+    async fn end_channel_after_gap(&self, event: &Event) {
+        let message = event
+            .data()
+            .value()
+            .ok()
+            .and_then(Value::as_str)
+            .unwrap_or("Events were lost on this channel and cannot be replayed")
+            .to_owned();
+        let subs: Vec<Arc<ActiveSubscription>> = self
+            .read()
+            .registry
+            .on_channel(event.channel())
+            .map(|(_, sub)| Arc::clone(sub))
+            .collect();
+        for sub in subs {
+            let errors = vec![GraphQLError::new(message.clone()).with_code("EVENTS_LOST")];
+            self.end(
+                &sub,
+                Outbound::Error {
+                    key: sub.key,
+                    errors,
+                },
+            )
+            .await;
         }
     }
 

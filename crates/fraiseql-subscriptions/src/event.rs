@@ -168,6 +168,10 @@ pub struct Event {
 /// The default `event_type` when the publisher names none.
 pub const DEFAULT_EVENT_TYPE: &str = "message";
 
+/// The reserved `event_type` of a gap notice ([`Event::gap`]): a durable bus lost events
+/// on a channel and cannot replay them.
+pub const GAP_EVENT_TYPE: &str = "fraiseql.gap";
+
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -292,6 +296,25 @@ impl Event {
     #[must_use]
     pub const fn is_final(&self) -> bool {
         self.last
+    }
+
+    /// A gap notice for `channel`: a bus that promised not to lose events (Redis streams
+    /// mode, PostgreSQL catch-up) found that some can no longer be replayed (trimmed or
+    /// pruned). The engine ends every subscription on the channel with an `error` whose
+    /// code is `EVENTS_LOST` and whose message is `message`, so clients re-subscribe and
+    /// refetch instead of silently missing events.
+    #[must_use]
+    pub fn gap(channel: impl Into<String>, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        Self::new(channel, Value::from(message))
+            .with_type(GAP_EVENT_TYPE)
+            .global()
+    }
+
+    /// Whether this is a gap notice ([`Event::gap`]).
+    #[must_use]
+    pub fn is_gap(&self) -> bool {
+        self.event_type == GAP_EVENT_TYPE
     }
 
     /// Who may see it, if restricted.

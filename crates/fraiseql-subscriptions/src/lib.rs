@@ -30,5 +30,5 @@ pub use engine::{
     ConnectionHandle, Engine, EngineConfig, EngineError, FieldConfig, Resolved, Resolver,
     ResolverError,
 };
-pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE};
+pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE, GAP_EVENT_TYPE};
 pub use outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};

@@ -974,3 +974,27 @@ async fn concurrent_subscribe_and_unsubscribe_leave_the_bus_feeding_exactly_the_
     assert_eq!(*bus.listening.lock().unwrap(), live);
     assert_eq!(engine.subscription_count(), 8);
 }
+
+#[tokio::test]
+async fn a_gap_notice_ends_the_channels_subscriptions_with_events_lost() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let mut on_gap = Client::new(&engine, Principal::user("a"));
+    let mut elsewhere = Client::new(&engine, Principal::user("b"));
+    on_gap
+        .subscribe(&engine, MESSAGE, json!({"room": "g"}))
+        .await;
+    elsewhere
+        .subscribe(&engine, MESSAGE, json!({"room": "other"}))
+        .await;
+    publish(&engine, Event::gap("room:g", "events 5-9 were trimmed")).await;
+    let frames = on_gap.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["type"], "error");
+    assert_eq!(
+        frames[0]["payload"][0]["message"],
+        "events 5-9 were trimmed"
+    );
+    assert_eq!(frames[0]["payload"][0]["extensions"]["code"], "EVENTS_LOST");
+    assert!(elsewhere.frames().is_empty());
+    assert_eq!(engine.subscription_count(), 1);
+}

@@ -1,0 +1,35 @@
+//! Choosing the event bus from a URL, for the binary and the demo: `memory` (the default,
+//! one process), `redis://` / `rediss://` (many processes through Redis) or
+//! `postgres://` / `postgresql://` (many processes through PostgreSQL).
+
+use std::sync::Arc;
+
+use fraiseql_subscriptions::{EventBus, InMemoryBus};
+
+mod postgres;
+mod redis;
+
+/// Options that apply to the networked buses.
+#[derive(Debug, Clone, Default)]
+pub struct BusOptions {
+    /// Redis delivery mode: `pubsub` (default) or `streams`.
+    pub mode: Option<String>,
+    /// Key / channel prefix shared by every process of one deployment.
+    pub prefix: Option<String>,
+}
+
+/// Opens the bus `url` names.
+///
+/// # Errors
+/// A message naming the problem (unknown scheme, bad URL, unreachable server).
+pub async fn bus_from_url(url: &str, options: &BusOptions) -> Result<Arc<dyn EventBus>, String> {
+    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "memory" => Ok(Arc::new(InMemoryBus::new())),
+        "redis" | "rediss" => redis::connect(url, options).await,
+        "postgres" | "postgresql" => postgres::connect(url, options).await,
+        other => Err(format!(
+            "unknown bus {other:?}: use memory, redis://host:6379 or postgres://user@host/db"
+        )),
+    }
+}
