@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -28,6 +29,9 @@ pub(crate) const SEQ_BASE: u64 = 1_000_000;
 
 /// Latency samples a connection buffers before taking the shared histogram's lock.
 const SAMPLE_BUFFER: usize = 1_024;
+
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 4 * 1024;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -42,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) acked: AtomicUsize,
     /// Subscriptions that have received a warm-up event.
     pub(crate) warmed: AtomicUsize,
+    /// `error` frames received (a refused subscription), so setup can fail fast.
+    pub(crate) errors: AtomicUsize,
     /// Measured latency, µs from `sentAt` to receipt.
     pub(crate) latency: Mutex<Histogram<u64>>,
     /// Bounds concurrent handshakes so 10 000 connects do not overflow the listen backlog.
@@ -68,6 +74,7 @@ impl Shared {
             subscribe_frames,
             acked: AtomicUsize::new(0),
             warmed: AtomicUsize::new(0),
+            errors: AtomicUsize::new(0),
             // 1 µs to 1 h with 3 significant digits.
             latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3)?),
             handshakes: Semaphore::new(128),
@@ -189,7 +196,11 @@ impl Receiver {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("graphql-transport-ws"),
         );
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        // tungstenite zeroes its whole read buffer (128 KiB by default) on every read: with
+        // small frames that memset dominates the load generator's profile.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
         socket
             .send(Message::text(r#"{"type":"connection_init","payload":{}}"#))
             .await?;
@@ -222,10 +233,14 @@ impl Receiver {
     }
 
     async fn receive(&mut self, mut socket: Socket, stop: &mut watch::Receiver<bool>) {
+        // One waiter for the whole loop: a fresh one per message would register with the
+        // watch channel, shared by every connection, 100 000 times a second.
+        let stopped = stop.wait_for(|stop| *stop);
+        tokio::pin!(stopped);
         loop {
             let message = tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => return,
+                _ = &mut stopped => return,
                 message = socket.next() => message,
             };
             match message {
@@ -269,6 +284,7 @@ impl Receiver {
             "ping" => socket.send(Message::text(r#"{"type":"pong"}"#)).await?,
             "error" => {
                 let detail = frame.payload.map_or("", |payload| payload.get());
+                self.shared.errors.fetch_add(1, Ordering::AcqRel);
                 self.outcome
                     .error
                     .get_or_insert_with(|| format!("subscription error: {detail}"));

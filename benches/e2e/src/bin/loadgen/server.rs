@@ -65,7 +65,9 @@ impl RunningServer {
         let mut command = Command::new(&target.binary);
         command.args(["--bind", "127.0.0.1:0", "--publish-token", &token]);
         if target.kind == Kind::Ours {
-            command.args(["--field", "tick=bench:{topic}"]);
+            // The peer has no subscribe rate limit; the production preset's (20/s shared by
+            // every anonymous client) would refuse the benchmark's own setup.
+            command.args(["--field", "tick=bench:{topic}", "--subscribe-rate", "0"]);
         }
         command
             .args(&target.extra_args)
