@@ -39,6 +39,9 @@ pub enum ServiceError {
     Config(String),
 }
 
+/// The WebSocket codec's read buffer per connection (it grows for larger messages).
+const READ_BUFFER_BYTES: usize = 4096;
+
 /// State shared by every route and connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -324,6 +327,10 @@ async fn upgrade(
         .join(",");
     let protocol = negotiate_subprotocol_header(&offered).map_err(|e| e.reason().to_owned());
     let mut ws = ws
+        // tungstenite's default 128 KiB read buffer is zeroed on every read, which made it
+        // resident for every connection (128 KiB each) and cost 40 % of the server's CPU
+        // under load (see docs/benchmarks.md); client messages are small.
+        .read_buffer_size(READ_BUFFER_BYTES)
         // The protocol layer enforces the limit with a 4400 close naming it; the codec's
         // own limit only stops a flood far beyond it.
         .max_message_size(
