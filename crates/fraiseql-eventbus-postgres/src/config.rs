@@ -82,11 +82,17 @@ impl PostgresBusConfig {
     /// `public.fraiseql_events`, events kept one hour and at most one million rows, reconnect
     /// backoff from 100 ms to 5 s, schema installed on connect.
     ///
+    /// Two query parameters of the URL form are the bus's own and are removed before the
+    /// rest goes to the client: `fraiseql_schema` and `fraiseql_events_table` (so a server
+    /// taking only a URL can still be pointed at another schema), e.g.
+    /// `postgres://app@db/shop?fraiseql_schema=events`.
+    ///
     /// # Errors
     /// [`PostgresBusError::InvalidUrl`] when `url` cannot be parsed.
     pub fn from_url(url: &str) -> Result<Self, PostgresBusError> {
+        let (url, schema, events_table) = take_own_params(url);
         let pg =
-            tokio_postgres::Config::from_str(url).map_err(|err| PostgresBusError::InvalidUrl {
+            tokio_postgres::Config::from_str(&url).map_err(|err| PostgresBusError::InvalidUrl {
                 message: crate::error::describe(&err),
             })?;
         if pg.get_hosts().is_empty() {
@@ -97,8 +103,8 @@ impl PostgresBusConfig {
         Ok(Self {
             pg,
             prefix: Self::DEFAULT_PREFIX.to_owned(),
-            schema: "public".to_owned(),
-            events_table: Self::DEFAULT_EVENTS_TABLE.to_owned(),
+            schema: schema.unwrap_or_else(|| "public".to_owned()),
+            events_table: events_table.unwrap_or_else(|| Self::DEFAULT_EVENTS_TABLE.to_owned()),
             notify_threshold: Self::DEFAULT_NOTIFY_THRESHOLD,
             retention_max_age: Some(Duration::from_secs(3600)),
             retention_max_count: Some(1_000_000),
@@ -327,6 +333,34 @@ impl PostgresBusConfig {
     }
 }
 
+/// Splits `fraiseql_schema=` and `fraiseql_events_table=` off a URL's query string.
+fn take_own_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None, None);
+    };
+    let (mut schema, mut table) = (None, None);
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some(("fraiseql_schema", value)) => {
+                schema = Some(value.to_owned());
+                false
+            }
+            Some(("fraiseql_events_table", value)) => {
+                table = Some(value.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema, table)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -342,6 +376,16 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.target(), "db.example:6543/shop");
         assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_bus_s_own_url_parameters_are_taken_out() {
+        let config = PostgresBusConfig::from_url(
+            "postgres://app@db/shop?fraiseql_schema=ev&sslmode=disable&fraiseql_events_table=t",
+        )
+        .unwrap();
+        assert_eq!((config.schema(), config.events_table()), ("ev", "t"));
+        assert_eq!(config.target(), "db:5432/shop");
     }
 
     #[test]

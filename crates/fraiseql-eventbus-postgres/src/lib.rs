@@ -38,6 +38,9 @@ mod schema;
 pub use bus::PostgresBus;
 pub use config::PostgresBusConfig;
 pub use error::PostgresBusError;
+/// The PostgreSQL client this crate uses, for [`install`] and for applications' own SQL.
+pub use tokio_postgres;
+
 pub use schema::{
     install, install_sql, migrate, notify_channel, quote_ident, MAX_NOTIFY_CHANNEL_BYTES,
 };
