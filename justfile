@@ -21,6 +21,7 @@ lint:
     cargo fmt --all -- --check
     cargo fmt --manifest-path fuzz/Cargo.toml -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p fraiseql-eventbus-postgres --features tls --all-targets -- -D warnings
 
 # Format everything.
 fmt:
