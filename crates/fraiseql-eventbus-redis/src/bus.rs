@@ -1,0 +1,517 @@
+//! [`RedisBus`]: the `EventBus` over Redis, in pubsub or streams mode.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fraiseql_subscriptions::{
+    validate_channel, BusError, BusStats, Event, EventBus, EventStream, StreamId,
+};
+use fred::prelude::{
+    Builder, Client, ClientLike, EventInterface, KeysInterface, PubsubInterface, ReconnectPolicy,
+    Value,
+};
+use fred::types::scripts::Script;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{RedisBusConfig, RedisMode};
+use crate::error::{command_error, connect_error, RedisBusError};
+use crate::streams::{self, Cursor};
+
+type Sender = mpsc::Sender<Arc<Event>>;
+
+/// One channel this node has local subscribers for.
+pub(crate) struct ChannelState {
+    pub(crate) subscribers: Vec<(StreamId, Sender)>,
+    /// Streams mode: the last entry read from the channel's stream.
+    pub(crate) cursor: Option<Cursor>,
+}
+
+#[derive(Default)]
+pub(crate) struct Local {
+    streams: HashMap<StreamId, (Sender, HashSet<String>)>,
+    pub(crate) channels: HashMap<String, ChannelState>,
+}
+
+/// State shared by the bus and its background tasks.
+pub(crate) struct Shared {
+    pub(crate) config: RedisBusConfig,
+    pub(crate) local: Mutex<Local>,
+    /// Serializes every change of the channel set together with its Redis call
+    /// (SUBSCRIBE / UNSUBSCRIBE, or the stream cursor), so they are never reordered.
+    membership: tokio::sync::Mutex<()>,
+    pub(crate) publisher: Client,
+    /// The SUBSCRIBE connection (pubsub) or the XREAD BLOCK connection (streams).
+    pub(crate) listener: Client,
+    /// Streams mode: a small stream only this node reads, written to wake its reader when
+    /// a channel is added.
+    pub(crate) wake_key: String,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) gaps: AtomicU64,
+    next_stream: AtomicU64,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn local(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `event` to `subscribers`, waiting when a queue is full (back-pressure);
+    /// streams that are gone are forgotten.
+    pub(crate) async fn deliver(
+        self: &Arc<Self>,
+        subscribers: &[(StreamId, Sender)],
+        event: &Arc<Event>,
+    ) {
+        let mut gone = Vec::new();
+        for (id, sender) in subscribers {
+            if sender.send(Arc::clone(event)).await.is_ok() {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                gone.push(*id);
+            }
+        }
+        if !gone.is_empty() {
+            let shared = Arc::clone(self);
+            tokio::spawn(async move {
+                for id in gone {
+                    let _ = shared.remove(id, None).await;
+                }
+            });
+        }
+    }
+
+    /// The local subscribers of `channel`, if any.
+    pub(crate) fn subscribers_of(&self, channel: &str) -> Option<Vec<(StreamId, Sender)>> {
+        self.local()
+            .channels
+            .get(channel)
+            .map(|state| state.subscribers.clone())
+    }
+
+    /// Adds `channels` to `stream`; channels this node did not listen to yet are first
+    /// subscribed in Redis (pubsub) or given a cursor at the stream's current end (streams).
+    async fn add(&self, stream: StreamId, channels: &[String]) -> Result<(), BusError> {
+        let _order = self.membership.lock().await;
+        let sender = {
+            let local = self.local();
+            let (sender, _) = local
+                .streams
+                .get(&stream)
+                .ok_or(BusError::UnknownStream(stream))?;
+            sender.clone()
+        };
+        if sender.is_closed() {
+            drop(_order);
+            let _ = self.remove(stream, None).await;
+            return Err(BusError::UnknownStream(stream));
+        }
+        let mut fresh: Vec<String> = {
+            let local = self.local();
+            channels
+                .iter()
+                .filter(|c| !local.channels.contains_key(*c))
+                .cloned()
+                .collect()
+        };
+        fresh.sort();
+        fresh.dedup();
+        let mut cursors = HashMap::new();
+        if !fresh.is_empty() {
+            match self.config.mode {
+                RedisMode::PubSub => {
+                    let keys: Vec<String> = fresh.iter().map(|c| self.config.key_of(c)).collect();
+                    self.listener
+                        .subscribe(keys)
+                        .await
+                        .map_err(|e| command_error(&self.config.host, "SUBSCRIBE", &e))?;
+                }
+                RedisMode::Streams => {
+                    for channel in &fresh {
+                        let key = self.config.key_of(channel);
+                        let cursor = streams::tip(&self.publisher, &key)
+                            .await
+                            .map_err(|e| command_error(&self.config.host, "XREVRANGE", &e))?;
+                        cursors.insert(channel.clone(), cursor);
+                    }
+                }
+            }
+        }
+        {
+            let mut local = self.local();
+            for channel in channels {
+                let state = local
+                    .channels
+                    .entry(channel.clone())
+                    .or_insert_with(|| ChannelState {
+                        subscribers: Vec::new(),
+                        cursor: cursors.get(channel).copied(),
+                    });
+                if !state.subscribers.iter().any(|(id, _)| *id == stream) {
+                    state.subscribers.push((stream, sender.clone()));
+                }
+                if let Some((_, names)) = local.streams.get_mut(&stream) {
+                    names.insert(channel.clone());
+                }
+            }
+        }
+        if self.config.mode == RedisMode::Streams && !fresh.is_empty() {
+            // The new cursors are already concrete ids, so nothing can be missed; waking the
+            // reader only makes it include the new streams now rather than after its BLOCK.
+            if let Err(err) = streams::wake(&self.publisher, &self.wake_key).await {
+                tracing::debug!(error = %err, "could not wake the Redis stream reader");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `channels` (or every channel, and the stream itself, when `None`) from
+    /// `stream`; channels left with no local subscriber are unsubscribed in Redis.
+    async fn remove(&self, stream: StreamId, channels: Option<&[String]>) -> Result<(), BusError> {
+        let _order = self.membership.lock().await;
+        let idle: Vec<String> = {
+            let mut local = self.local();
+            let names: Vec<String> = match channels {
+                Some(channels) => {
+                    if !local.streams.contains_key(&stream) {
+                        return Err(BusError::UnknownStream(stream));
+                    }
+                    channels.to_vec()
+                }
+                None => match local.streams.remove(&stream) {
+                    Some((_, names)) => names.into_iter().collect(),
+                    None => return Ok(()),
+                },
+            };
+            if let Some((_, held)) = local.streams.get_mut(&stream) {
+                for name in &names {
+                    held.remove(name);
+                }
+            }
+            let mut idle = Vec::new();
+            for name in names {
+                let Some(state) = local.channels.get_mut(&name) else {
+                    continue;
+                };
+                state.subscribers.retain(|(id, _)| *id != stream);
+                if state.subscribers.is_empty() {
+                    local.channels.remove(&name);
+                    idle.push(name);
+                }
+            }
+            idle
+        };
+        if !idle.is_empty() && self.config.mode == RedisMode::PubSub {
+            let keys: Vec<String> = idle.iter().map(|c| self.config.key_of(c)).collect();
+            self.listener
+                .unsubscribe(keys)
+                .await
+                .map_err(|e| command_error(&self.config.host, "UNSUBSCRIBE", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Pubsub mode, after a reconnect: SUBSCRIBE again to every channel with local
+    /// subscribers (a new connection starts with none).
+    async fn resubscribe_all(&self) {
+        let _order = self.membership.lock().await;
+        let keys: Vec<String> = self
+            .local()
+            .channels
+            .keys()
+            .map(|c| self.config.key_of(c))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        match self.listener.subscribe(keys).await {
+            Ok(()) => {
+                tracing::info!(host = %self.config.host, "Redis bus resubscribed after reconnect");
+            }
+            Err(err) => {
+                tracing::warn!(host = %self.config.host, error = %err, "Redis bus could not resubscribe after reconnect");
+            }
+        }
+    }
+}
+
+/// The Redis event bus: every process of a deployment connects to one Redis and sees every
+/// event published by any of them on the channels it has subscribers for.
+///
+/// Three connections: one for commands (PUBLISH / XADD, PING), one that listens (SUBSCRIBE in
+/// pubsub mode, XREAD BLOCK in streams mode), each reconnecting with backoff. A publish goes
+/// only through Redis, so a node receives its own events exactly once, like any other node's.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use fraiseql_eventbus_redis::{RedisBus, RedisBusConfig, RedisMode};
+/// use fraiseql_subscriptions::{Event, EventBus};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = RedisBusConfig::from_url("redis://127.0.0.1:6379")?.with_mode(RedisMode::Streams);
+/// let bus = RedisBus::connect(config).await?;
+/// let mut stream = bus.subscribe(&["room:lobby".to_owned()]).await?;
+/// bus.publish(Arc::new(Event::new("room:lobby", serde_json::json!({"text": "hi"})))).await?;
+/// let event = stream.recv().await;
+/// # Ok(()) }
+/// ```
+pub struct RedisBus {
+    shared: Arc<Shared>,
+    /// Streams mode: the script that numbers and appends an entry.
+    append: Script,
+}
+
+impl fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("host", &self.shared.config.host)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+fn duration_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+fn build_client(
+    config: &RedisBusConfig,
+    command_timeout: Duration,
+) -> Result<Client, RedisBusError> {
+    let mut builder = Builder::from_config(config.fred.clone());
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = config.connect_timeout;
+            c.internal_command_timeout = config.command_timeout;
+            // Names each connection after the client (`fred-...`), so operators can find
+            // them in CLIENT LIST; see `RedisBus::listener_name`.
+            c.auto_client_setname = true;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = command_timeout;
+            p.broadcast_channel_capacity = config.pubsub_buffer;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(
+            0,
+            duration_ms(config.reconnect_min),
+            duration_ms(config.reconnect_max),
+            2,
+        ));
+    builder.build().map_err(|err| RedisBusError::InvalidConfig {
+        field: "url",
+        reason: err.details().to_owned(),
+    })
+}
+
+async fn init(client: &Client, config: &RedisBusConfig) -> Result<(), RedisBusError> {
+    let guard = config.connect_timeout + Duration::from_secs(1);
+    match tokio::time::timeout(guard, client.init()).await {
+        Ok(Ok(_task)) => Ok(()),
+        Ok(Err(err)) => Err(connect_error(&config.host, &err)),
+        Err(_) => {
+            let _ = client.quit().await;
+            Err(RedisBusError::Connect {
+                host: config.host.clone(),
+                cause: format!("no answer within {guard:?}"),
+            })
+        }
+    }
+}
+
+impl RedisBus {
+    /// Validates `config`, connects, and starts listening.
+    ///
+    /// # Errors
+    /// [`RedisBusError::InvalidConfig`] for a bad setting, [`RedisBusError::Connect`] when
+    /// Redis cannot be reached, [`RedisBusError::Auth`] when it refuses the credentials.
+    pub async fn connect(config: RedisBusConfig) -> Result<Self, RedisBusError> {
+        config.validate()?;
+        let publisher = build_client(&config, config.command_timeout)?;
+        init(&publisher, &config).await?;
+        // The reader's XREAD BLOCK may legitimately wait `read_block`.
+        let listener = build_client(&config, config.read_block + config.command_timeout)?;
+        if let Err(err) = init(&listener, &config).await {
+            let _ = publisher.quit().await;
+            return Err(err);
+        }
+        let append = Script::from_lua(streams::APPEND_LUA);
+        if config.mode == RedisMode::Streams {
+            if let Err(err) = append.load(&publisher).await {
+                let _ = publisher.quit().await;
+                let _ = listener.quit().await;
+                return Err(connect_error(&config.host, &err));
+            }
+        }
+        // The wake key holds a control character, which no channel name may contain, so it
+        // can never be a channel's stream.
+        let wake_key = format!("{}\u{1f}wake:{}", config.prefix, uuid::Uuid::now_v7());
+        let shared = Arc::new(Shared {
+            config,
+            local: Mutex::new(Local::default()),
+            membership: tokio::sync::Mutex::new(()),
+            publisher,
+            listener,
+            wake_key,
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            next_stream: AtomicU64::new(1),
+            cancel: CancellationToken::new(),
+        });
+        match shared.config.mode {
+            RedisMode::PubSub => {
+                let weak: Weak<Shared> = Arc::downgrade(&shared);
+                // The handler task lives as long as the client; its handle is not needed.
+                drop(shared.listener.on_reconnect(move |_server| {
+                    let weak = weak.clone();
+                    async move {
+                        if let Some(shared) = weak.upgrade() {
+                            // Off the client's event task: SUBSCRIBE waits on the connection.
+                            tokio::spawn(async move { shared.resubscribe_all().await });
+                        }
+                        Ok(())
+                    }
+                }));
+                tokio::spawn(crate::pubsub::run(Arc::clone(&shared)));
+            }
+            RedisMode::Streams => {
+                tokio::spawn(streams::run_reader(Arc::clone(&shared)));
+            }
+        }
+        let closing = Arc::clone(&shared);
+        tokio::spawn(async move {
+            closing.cancel.cancelled().await;
+            if closing.config.mode == RedisMode::Streams {
+                let _: Result<i64, _> = closing.publisher.del(&closing.wake_key).await;
+            }
+            let _ = closing.listener.quit().await;
+            let _ = closing.publisher.quit().await;
+        });
+        Ok(Self { shared, append })
+    }
+
+    /// The configuration the bus runs with.
+    #[must_use]
+    pub fn config(&self) -> &RedisBusConfig {
+        &self.shared.config
+    }
+
+    /// The name (`CLIENT SETNAME`) of the connection that listens — SUBSCRIBE in pubsub mode,
+    /// XREAD BLOCK in streams mode — as `CLIENT LIST` shows it.
+    #[must_use]
+    pub fn listener_name(&self) -> String {
+        self.shared.listener.id().to_owned()
+    }
+
+    /// Gap notices emitted so far (streams mode: events trimmed before this node read them).
+    #[must_use]
+    pub fn gaps(&self) -> u64 {
+        self.shared.gaps.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped because this node could not keep up (pubsub mode only).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+#[async_trait]
+impl EventBus for RedisBus {
+    async fn publish(&self, event: Arc<Event>) -> Result<(), BusError> {
+        validate_channel(event.channel())?;
+        let shared = &self.shared;
+        let key = shared.config.key_of(event.channel());
+        // serde_json writes UTF-8, so this never copies.
+        let payload = String::from_utf8(event.to_wire_json()).map_err(|_| {
+            command_error(
+                &shared.config.host,
+                "encode",
+                &fred::error::Error::new(
+                    fred::error::ErrorKind::InvalidArgument,
+                    "event is not UTF-8",
+                ),
+            )
+        })?;
+        match shared.config.mode {
+            RedisMode::PubSub => {
+                let _: i64 = shared
+                    .publisher
+                    .publish(key, payload)
+                    .await
+                    .map_err(|e| command_error(&shared.config.host, "PUBLISH", &e))?;
+            }
+            RedisMode::Streams => {
+                let _: Value = self
+                    .append
+                    .evalsha_with_reload(
+                        &shared.publisher,
+                        key,
+                        vec![shared.config.stream_max_len.to_string(), payload],
+                    )
+                    .await
+                    .map_err(|e| command_error(&shared.config.host, "XADD", &e))?;
+            }
+        }
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn subscribe(&self, channels: &[String]) -> Result<EventStream, BusError> {
+        channels.iter().try_for_each(|c| validate_channel(c))?;
+        let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = mpsc::channel(self.shared.config.stream_capacity);
+        self.shared
+            .local()
+            .streams
+            .insert(id, (sender, HashSet::new()));
+        if !channels.is_empty() {
+            if let Err(err) = self.shared.add(id, channels).await {
+                let _ = self.shared.remove(id, None).await;
+                return Err(err);
+            }
+        }
+        Ok(EventStream::new(id, receiver))
+    }
+
+    async fn subscribe_to(&self, stream: StreamId, channels: &[String]) -> Result<(), BusError> {
+        channels.iter().try_for_each(|c| validate_channel(c))?;
+        self.shared.add(stream, channels).await
+    }
+
+    async fn unsubscribe(&self, stream: StreamId, channels: &[String]) -> Result<(), BusError> {
+        self.shared.remove(stream, Some(channels)).await
+    }
+
+    async fn health_check(&self) -> Result<(), BusError> {
+        let _: String = self
+            .shared
+            .publisher
+            .ping(None)
+            .await
+            .map_err(|e| command_error(&self.shared.config.host, "PING", &e))?;
+        Ok(())
+    }
+
+    fn stats(&self) -> BusStats {
+        BusStats {
+            events_published: self.shared.published.load(Ordering::Relaxed),
+            events_delivered: self.shared.delivered.load(Ordering::Relaxed),
+            active_channels: self.shared.local().channels.len(),
+            mode: self.shared.config.mode.stats_name().to_owned(),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Pubsub mode: the dispatcher that turns messages of the SUBSCRIBE connection into events.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use fraiseql_subscriptions::Event;
+use fred::prelude::EventInterface;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::bus::Shared;
+
+/// Reads the listener's messages and delivers each to the local subscribers of its channel,
+/// until the bus is dropped.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut messages = shared.listener.message_rx();
+    loop {
+        let message = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            message = messages.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(RecvError::Lagged(missed)) => {
+                // At-most-once: this node fell behind its own buffer (`pubsub_buffer`).
+                shared.dropped.fetch_add(missed, Ordering::Relaxed);
+                tracing::warn!(
+                    missed,
+                    "Redis pubsub dispatcher fell behind; messages dropped"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(channel) = message.channel.strip_prefix(shared.config.prefix.as_str()) else {
+            continue;
+        };
+        let Some(subscribers) = shared.subscribers_of(channel) else {
+            continue;
+        };
+        let Some(payload) = message.value.as_bytes() else {
+            continue;
+        };
+        match Event::from_wire_json(payload) {
+            Ok(event) => shared.deliver(&subscribers, &Arc::new(event)).await,
+            Err(err) => {
+                tracing::warn!(channel, error = %err, "skipping a Redis message that is not a FraiseQL event");
+            }
+        }
+    }
+}
