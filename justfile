@@ -54,3 +54,16 @@ test-js:
 bench-e2e *args:
     cargo build --release -p fraiseql-server --bin fraiseql-server -p fraiseql-bench-e2e
     ./target/release/loadgen --server ./target/release/fraiseql-server --peer ./target/release/peer-async-graphql {{args}}
+
+# Two demo processes on ports 8000 and 8001 sharing one Redis (start it with
+# `redis-server --daemonize yes --port 6379 --save ""`): a message sent on one page shows on the other.
+demo-cluster:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -p fraiseql-server --example demo
+    trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM
+    target/debug/examples/demo --bind 127.0.0.1:8000 --bus redis://127.0.0.1:6379 &
+    target/debug/examples/demo --bind 127.0.0.1:8001 --bus redis://127.0.0.1:6379 &
+    echo "demo node A: http://127.0.0.1:8000"
+    echo "demo node B: http://127.0.0.1:8001"
+    wait
