@@ -9,12 +9,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{http, Client, Seen};
+use common::{http, start_server_process, Client, Seen, ServerProcess};
 use serde_json::{json, Value};
 
 /// Whether Redis answers on 127.0.0.1:6379. When it does not: fails under `CI=true`,
@@ -45,48 +45,22 @@ fn redis_available() -> bool {
     }
 }
 
-/// The server process, killed when dropped.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary on the shared Redis; returns it with its address.
 fn start_node(mode: &str, prefix: &str) -> (ServerProcess, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fraiseql-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--field",
-            "message=room:{room}",
-            "--publish-token",
-            "t",
-            "--bus",
-            "redis://127.0.0.1:6379",
-            "--bus-mode",
-            mode,
-            "--bus-prefix",
-            prefix,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let process = ServerProcess(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("fraiseql-server listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (process, addr)
+    start_server_process(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--field",
+        "message=room:{room}",
+        "--publish-token",
+        "t",
+        "--bus",
+        "redis://127.0.0.1:6379",
+        "--bus-mode",
+        mode,
+        "--bus-prefix",
+        prefix,
+    ])
 }
 
 async fn post(addr: std::net::SocketAddr, data: Value) {

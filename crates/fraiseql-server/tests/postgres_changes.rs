@@ -9,11 +9,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Client, Seen};
+use common::{start_server_process, Client, Seen};
 use fraiseql_eventbus_postgres::tokio_postgres::{self, NoTls};
 use serde_json::{json, Value};
 
@@ -46,37 +44,6 @@ async fn admin() -> Option<tokio_postgres::Client> {
     }
 }
 
-/// The server process, killed when dropped.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and returns it with the address from its "listening on" line.
-fn start_server(args: &[String]) -> (ServerProcess, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fraiseql-server"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let process = ServerProcess(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("fraiseql-server listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (process, addr)
-}
-
 const ORDERS: &str =
     "subscription { orders { operation table new { id total } old { id total } } }";
 
@@ -101,7 +68,7 @@ async fn row_changes_made_with_sql_reach_a_websocket_subscriber_of_the_server() 
     let schema = format!("fqs_{suffix}");
     let channel = format!("orders_{suffix}");
     let bus = format!("{}?fraiseql_schema={schema}", pg_url());
-    let (_server, addr) = start_server(&[
+    let (_server, addr) = start_server_process(&[
         "--bind".into(),
         "127.0.0.1:0".into(),
         "--field".into(),

@@ -202,3 +202,40 @@ pub async fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A `fraiseql-server` process started by a test, killed when dropped.
+pub struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `fraiseql-server` binary with `args`; returns it with the address from its
+/// "listening on" line.
+pub fn start_server_process<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+) -> (ServerProcess, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fraiseql-server"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let process = ServerProcess(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("fraiseql-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (process, addr)
+}
