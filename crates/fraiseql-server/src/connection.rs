@@ -104,15 +104,14 @@ impl Driver {
                 break;
             }
             let deadline = conn.poll_timeout().map(tokio::time::Instant::from_std);
-            let outbox = self.handle.as_ref().map(|h| Arc::clone(&h.outbox));
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 result = maybe(&mut self.auth) => Wake::Auth(result),
                 message = self.socket.recv() => Wake::Socket(message),
                 more = async {
-                    match &outbox {
-                        Some(outbox) => outbox.recv_batch(&mut batch, self.shared.max_batch).await,
+                    match &self.handle {
+                        Some(handle) => handle.outbox.recv_batch(&mut batch, self.shared.max_batch).await,
                         None => std::future::pending().await,
                     }
                 } => Wake::Outbox(more),
