@@ -48,6 +48,14 @@ impl fmt::Display for ConnectionPhase {
 pub struct SubscriptionKey(u64);
 
 impl SubscriptionKey {
+    /// A key numbered by the caller, for code that drives the engine without a
+    /// [`ServerConnection`] (an embedded API keeping its own subscription ids). The caller
+    /// must never reuse a number within one engine connection.
+    #[must_use]
+    pub const fn from_raw(n: u64) -> Self {
+        Self(n)
+    }
+
     /// The key's number (unique within its connection).
     #[must_use]
     pub const fn get(self) -> u64 {

@@ -1,9 +1,10 @@
-//! One WebSocket connection: drives the protocol state machine (`fraiseql-protocol`) with
-//! what the socket, the clock, the authenticator and the engine's outbox produce, and
-//! carries out its actions. Nothing protocol- or engine-specific is decided here.
+//! One connection: drives the protocol state machine (`fraiseql-protocol`) with what the
+//! transport, the clock, the authenticator and the engine's outbox produce, and carries out
+//! its actions. Nothing protocol- or engine-specific is decided here.
 //!
-//! One task per connection selects over: the socket, the outbox (frames batched, one flush
-//! per batch), the authentication verdict, the protocol's next deadline (init timeout,
+//! One task per connection selects over: the transport (the native server's WebSocket, or a
+//! [`Session`](crate::Session)'s channels), the outbox (frames batched, one flush per
+//! batch), the authentication verdict, the protocol's next deadline (init timeout,
 //! keep-alive), the token's expiry and server shutdown.
 
 use std::future::Future;
@@ -11,19 +12,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use fraiseql_protocol::{Action, CloseCode, Protocol, ServerConnection};
 use fraiseql_subscriptions::security::{AuthError, Principal};
 use fraiseql_subscriptions::{ConnectionHandle, Outbound};
-use futures_util::SinkExt;
 
+use crate::observer::Ended;
 use crate::service::Shared;
+use crate::transport::{Incoming, Outgoing, Transport};
 
 type AuthFuture = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;
 
 /// What woke the connection task.
 enum Wake {
-    Socket(Option<Result<Message, axum::Error>>),
+    Socket(Option<Incoming>),
     Outbox(bool),
     Auth(Result<Principal, AuthError>),
     Deadline,
@@ -47,10 +48,10 @@ async fn sleep_until_maybe(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Serves one upgraded socket until it closes. `protocol` is the negotiated subprotocol,
-/// or the close reason when none was acceptable (the socket is then closed with 4406).
-pub(crate) async fn serve(
-    socket: WebSocket,
+/// Serves one connection until it closes. `protocol` is the negotiated subprotocol, or the
+/// close reason when none was acceptable (the connection is then closed with 4406).
+pub(crate) async fn serve<T: Transport>(
+    socket: T,
     protocol: Result<Protocol, String>,
     shared: Arc<Shared>,
 ) {
@@ -59,9 +60,12 @@ pub(crate) async fn serve(
         pending: Vec::new(),
         shared,
         handle: None,
+        principal: None,
+        observed: std::collections::HashSet::new(),
         auth: None,
         expiry: None,
         closing: false,
+        peer_closed: false,
         flush_needed: false,
     };
     match protocol {
@@ -78,21 +82,27 @@ pub(crate) async fn serve(
     }
 }
 
-struct Driver {
-    socket: WebSocket,
+struct Driver<T> {
+    socket: T,
     /// Frames to write at the next flush.
-    pending: Vec<Message>,
+    pending: Vec<Outgoing>,
     shared: Arc<Shared>,
     handle: Option<ConnectionHandle>,
+    /// With an observer only: who is connected, and the subscriptions reported started.
+    principal: Option<Principal>,
+    observed: std::collections::HashSet<fraiseql_protocol::SubscriptionKey>,
     auth: Option<AuthFuture>,
     expiry: Option<tokio::time::Instant>,
     /// A close frame was queued: nothing more is read or sent.
     closing: bool,
+    /// The client sent its close frame: answer it (the transport queued the reply) and end,
+    /// sending nothing else.
+    peer_closed: bool,
     /// Something (a pong tungstenite queued) waits for a flush even with no frame pending.
     flush_needed: bool,
 }
 
-impl Driver {
+impl<T: Transport> Driver<T> {
     async fn run(&mut self, protocol: Protocol) {
         let mut conn =
             ServerConnection::new(protocol, self.shared.connection_config, Instant::now());
@@ -100,6 +110,14 @@ impl Driver {
         let shutdown = self.shared.shutdown.clone();
         loop {
             self.carry_out(&mut conn).await;
+            if self.peer_closed {
+                // Frames queued before the client's close can no longer be sent; the
+                // flush writes the close reply the transport queued.
+                self.pending.clear();
+                self.flush_needed = true;
+                let _ = self.flush().await;
+                break;
+            }
             if self.flush().await.is_err() || self.closing {
                 break;
             }
@@ -125,8 +143,8 @@ impl Driver {
                     self.auth = None;
                     self.authenticated(&mut conn, result, now);
                 }
-                Wake::Socket(Some(Ok(message))) => self.received(&mut conn, message, now),
-                Wake::Socket(Some(Err(_)) | None) => {
+                Wake::Socket(Some(message)) => self.received(&mut conn, message, now),
+                Wake::Socket(None) => {
                     conn.handle_transport_closed();
                     self.carry_out(&mut conn).await;
                     break;
@@ -150,28 +168,34 @@ impl Driver {
         if let Some(handle) = self.handle.take() {
             self.shared.engine.disconnect(handle.id).await;
         }
+        if let (Some(observer), Some(principal)) = (&self.shared.observer, &self.principal) {
+            observer.disconnected(principal);
+        }
         if self.closing {
             self.finish_close().await;
         }
     }
 
     /// A frame from the client.
-    fn received(&mut self, conn: &mut ServerConnection, message: Message, now: Instant) {
+    fn received(&mut self, conn: &mut ServerConnection, message: Incoming, now: Instant) {
         match message {
-            Message::Text(text) => {
+            Incoming::Text(text) => {
                 if let Some(Err(rejection)) =
                     self.handle.as_ref().map(ConnectionHandle::check_message)
                 {
                     conn.close(CloseCode::SlowConsumer, &rejection.message);
                     return;
                 }
-                conn.handle_text(text.as_str(), now);
+                conn.handle_text(&text, now);
             }
-            Message::Binary(bytes) => conn.handle_binary(&bytes, now),
-            // tungstenite queues the pong itself; flush so it leaves now.
-            Message::Ping(_) => self.flush_needed = true,
-            Message::Pong(_) => conn.handle_transport_pong(now),
-            Message::Close(_) => conn.handle_transport_closed(),
+            Incoming::Binary(bytes) => conn.handle_binary(&bytes, now),
+            // The transport queues the pong itself; flush so it leaves now.
+            Incoming::Ping => self.flush_needed = true,
+            Incoming::Pong => conn.handle_transport_pong(now),
+            Incoming::Close => {
+                conn.handle_transport_closed();
+                self.peer_closed = true;
+            }
         }
     }
 
@@ -197,6 +221,7 @@ impl Driver {
             return;
         }
         let expires_at = principal.expires_at;
+        let observed = self.shared.observer.is_some().then(|| principal.clone());
         match self.shared.engine.connect(principal) {
             Ok(handle) => {
                 if conn.accept(None, now).is_ok() {
@@ -205,6 +230,7 @@ impl Driver {
                         tokio::time::Instant::now() + left
                     });
                     self.handle = Some(handle);
+                    self.principal = observed;
                 } else {
                     let engine = Arc::clone(&self.shared.engine);
                     tokio::spawn(async move { engine.disconnect(handle.id).await });
@@ -216,8 +242,34 @@ impl Driver {
         }
     }
 
+    /// Reports the end of subscription `key` (if it was reported started).
+    fn observe_end(
+        &mut self,
+        conn: &ServerConnection,
+        key: fraiseql_protocol::SubscriptionKey,
+        how: Ended,
+    ) {
+        if !self.observed.remove(&key) {
+            return;
+        }
+        if let (Some(observer), Some(principal), Some(id)) = (
+            &self.shared.observer,
+            &self.principal,
+            conn.subscription_id(key),
+        ) {
+            observer.completed(principal, id, how);
+        }
+    }
+
     /// A message the engine queued for this connection.
     fn outbound(&mut self, conn: &mut ServerConnection, message: Outbound) {
+        if self.shared.observer.is_some() {
+            match &message {
+                Outbound::Complete { key } => self.observe_end(conn, *key, Ended::Completed),
+                Outbound::Error { key, .. } => self.observe_end(conn, *key, Ended::Error),
+                _ => {}
+            }
+        }
         let frame = match message {
             Outbound::Next { key, payload } => conn.next(key, &payload),
             Outbound::Complete { key } => conn.complete(key),
@@ -228,7 +280,7 @@ impl Driver {
             }
         };
         if let Some(frame) = frame {
-            self.pending.push(Message::Text(frame.into()));
+            self.pending.push(Outgoing::Text(frame));
         }
     }
 
@@ -236,23 +288,36 @@ impl Driver {
     async fn carry_out(&mut self, conn: &mut ServerConnection) {
         while let Some(action) = conn.poll_action() {
             match action {
-                Action::Send(text) => self.pending.push(Message::Text(text.into())),
-                Action::SendTransportPing => self.pending.push(Message::Ping(Vec::new().into())),
+                Action::Send(text) => self.pending.push(Outgoing::Text(text)),
+                Action::SendTransportPing => self.pending.push(Outgoing::Ping),
                 Action::Authenticate { payload } => {
                     let authenticator = Arc::clone(&self.shared.authenticator);
                     self.auth = Some(Box::pin(async move {
                         authenticator.authenticate(payload.as_ref()).await
                     }));
                 }
-                Action::Start { key, payload, .. } => {
+                Action::Start { key, id, payload } => {
                     if let Some(handle) = &self.handle {
                         // A refusal is queued on the outbox as the subscription's `error`.
-                        let _ = self.shared.engine.subscribe(handle.id, key, &payload).await;
+                        let started = self.shared.engine.subscribe(handle.id, key, &payload).await;
+                        if let (Ok(_), Some(observer), Some(principal)) =
+                            (started, &self.shared.observer, &self.principal)
+                        {
+                            self.observed.insert(key);
+                            observer.subscribed(principal, &id, &payload);
+                        }
                     }
                 }
-                Action::Stop { key, .. } => {
+                Action::Stop { key, id } => {
                     if let Some(handle) = &self.handle {
                         self.shared.engine.unsubscribe(handle.id, key).await;
+                    }
+                    if self.observed.remove(&key) {
+                        if let (Some(observer), Some(principal)) =
+                            (&self.shared.observer, &self.principal)
+                        {
+                            observer.completed(principal, &id, Ended::Client);
+                        }
                     }
                 }
                 Action::Close { code, reason } => {
@@ -271,14 +336,7 @@ impl Driver {
             return Ok(());
         }
         self.flush_needed = false;
-        let socket = &mut self.socket;
-        let pending = &mut self.pending;
-        let write = async {
-            for message in pending.drain(..) {
-                socket.feed(message).await?;
-            }
-            socket.flush().await
-        };
+        let write = self.socket.send_batch(&mut self.pending);
         match tokio::time::timeout(self.shared.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => {
@@ -292,14 +350,14 @@ impl Driver {
     /// completes and the close frame is not lost to a reset.
     async fn finish_close(&mut self) {
         let socket = &mut self.socket;
-        let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
+        let drain = async { while socket.recv().await.is_some() {} };
         let _ = tokio::time::timeout(self.shared.close_timeout, drain).await;
     }
 }
 
-fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
+fn close_message(code: u16, reason: &str) -> Outgoing {
+    Outgoing::Close {
         code,
-        reason: reason.to_owned().into(),
-    }))
+        reason: reason.to_owned(),
+    }
 }

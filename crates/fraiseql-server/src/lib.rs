@@ -10,18 +10,24 @@
 //!   within a grace period) on a [`ShutdownHandle`] or SIGTERM / SIGINT.
 //! - [`SubscriptionService`]: the same routes as an axum [`Router`](axum::Router) to merge
 //!   into your own application.
+//! - [`SubscriptionService::session`]: one connection over channels, for servers that own
+//!   the socket themselves (the Python ASGI adapters): the same driver, limits and rules.
 //! - [`JwtAuthenticator`]: HS256 / RS256 `connection_init` tokens; any other scheme
 //!   implements [`Authenticator`](fraiseql_subscriptions::security::Authenticator).
 
 mod auth;
 mod bus;
 mod connection;
+mod observer;
 mod publish;
 mod server;
 mod service;
+mod transport;
 
 pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};
 pub use bus::{bus_from_url, BusOptions};
+pub use observer::{ConnectionObserver, Ended};
 pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
 pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};
-pub use service::{ServiceBuilder, ServiceError, SubscriptionService};
+pub use service::{ServiceBuilder, ServiceError, SessionRefused, SubscriptionService};
+pub use transport::{FeedError, Incoming, Outgoing, Session, SessionInput, SESSION_INBOX};

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fraiseql_protocol::{negotiate_subprotocol_header, ConnectionConfig};
+use fraiseql_protocol::{negotiate_subprotocol_header, ConnectionConfig, Protocol};
 use fraiseql_subscriptions::security::{AllowAnonymous, Authenticator};
 use fraiseql_subscriptions::{
     Engine, EngineConfig, EngineError, Event, EventBus, FieldConfig, InMemoryBus,
@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection;
+use crate::observer::ConnectionObserver;
 use crate::publish::{parse_publish_body, PublishError};
+use crate::transport::Session;
 
 /// Why the service could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,7 @@ pub(crate) struct Shared {
     pub(crate) write_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) max_batch: usize,
+    pub(crate) observer: Option<Arc<dyn ConnectionObserver>>,
 }
 
 /// Builds a [`SubscriptionService`] (or, through [`crate::ServerBuilder`], a whole server).
@@ -72,6 +75,7 @@ pub struct ServiceBuilder {
     pub(crate) write_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) max_batch: usize,
+    pub(crate) observer: Option<Arc<dyn ConnectionObserver>>,
 }
 
 impl Default for ServiceBuilder {
@@ -88,6 +92,7 @@ impl Default for ServiceBuilder {
             write_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
             max_batch: 64,
+            observer: None,
         }
     }
 }
@@ -161,6 +166,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// Lifecycle hooks for every connection (subscribed, completed, disconnected).
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn ConnectionObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// At most this many frames per write (default 64).
     #[must_use]
     pub fn max_batch(mut self, frames: usize) -> Self {
@@ -219,6 +231,7 @@ impl ServiceBuilder {
                 write_timeout: self.write_timeout,
                 close_timeout: self.close_timeout,
                 max_batch: self.max_batch,
+                observer: self.observer,
             }),
         })
     }
@@ -275,6 +288,34 @@ impl SubscriptionService {
         router.with_state(Arc::clone(&self.shared))
     }
 
+    /// Serves one connection over channels for a server that owns the socket itself (the
+    /// Python ASGI adapters, an embedding application): the same driver, protocol rules,
+    /// authentication, limits and shutdown as the native WebSocket endpoint. `protocol` is
+    /// the negotiated subprotocol ([`fraiseql_protocol::negotiate_subprotocol_header`]), or
+    /// the reason none was acceptable, in which case the session only closes with 4406.
+    /// Runs on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`SessionRefused`] while shutting down or at `max_connections` (answer the upgrade
+    /// with HTTP 503, or close 1013).
+    pub fn session(&self, protocol: Result<Protocol, String>) -> Result<Session, SessionRefused> {
+        let guard = self.admit()?;
+        let (session, transport) = Session::pair();
+        let shared = Arc::clone(&self.shared);
+        let token = self.shared.tracker.token();
+        tokio::spawn(async move {
+            let _token = token;
+            let _guard = guard;
+            connection::serve(transport, protocol, shared).await;
+        });
+        Ok(session)
+    }
+
+    /// Counts one more open connection, or refuses it (shutting down, at the limit).
+    fn admit(&self) -> Result<OpenConnection, SessionRefused> {
+        admit(&self.shared)
+    }
+
     /// How many WebSocket connections are open.
     #[must_use]
     pub fn open_connections(&self) -> usize {
@@ -293,6 +334,30 @@ impl SubscriptionService {
     }
 }
 
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionRefused {
+    /// The service is shutting down.
+    #[error("Server shutting down")]
+    ShuttingDown,
+    /// `max_connections` connections are open.
+    #[error("Too many connections: try again later")]
+    TooManyConnections,
+}
+
+fn admit(shared: &Arc<Shared>) -> Result<OpenConnection, SessionRefused> {
+    if shared.shutdown.is_cancelled() {
+        return Err(SessionRefused::ShuttingDown);
+    }
+    let open = shared.open_connections.fetch_add(1, Ordering::Relaxed);
+    let guard = OpenConnection(Arc::clone(shared));
+    if shared.max_connections.is_some_and(|max| open >= max) {
+        return Err(SessionRefused::TooManyConnections);
+    }
+    Ok(guard)
+}
+
 /// Decrements the open-connection count when a connection task ends, however it ends.
 struct OpenConnection(Arc<Shared>);
 
@@ -307,18 +372,12 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if shared.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "Server shutting down").into_response();
-    }
-    let open = shared.open_connections.fetch_add(1, Ordering::Relaxed);
-    let guard = OpenConnection(Arc::clone(&shared));
-    if shared.max_connections.is_some_and(|max| open >= max) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many connections: try again later",
-        )
-            .into_response();
-    }
+    let guard = match admit(&shared) {
+        Ok(guard) => guard,
+        Err(refused) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, refused.to_string()).into_response()
+        }
+    };
     let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()

@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use fraiseql_protocol::{GraphQLError, SubscribePayload, SubscriptionKey};
+use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use crate::bus::{validate_channel, BusError, EventBus, EventStream};
@@ -23,11 +24,22 @@ use crate::metrics::{DropReason, Metrics, RateLimitKind};
 use crate::outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 use crate::registry::{ChannelTemplate, ConnectionId, Registry, SubscriptionId, TemplateError};
 use crate::security::{DeliveryGuard, Principal, Requirement, SecurityPolicy};
+use crate::stream::{StreamEnd, StreamSink, StreamSource, StreamStart};
 
 /// The error for a subscribe on a connection the engine no longer knows.
 fn closed_connection_error() -> GraphQLError {
     GraphQLError::new("The connection is closed; reconnect before subscribing")
         .with_code("CONNECTION_CLOSED")
+}
+
+/// How many events [`Engine::run`] may have resolver calls in flight for at once.
+const MAX_EVENTS_RESOLVING: usize = 64;
+
+/// The resolver groups of one event, between [`Engine::dispatch_direct`] and
+/// [`Engine::deliver_resolved`].
+#[derive(Debug)]
+struct PendingGroups {
+    groups: Vec<Vec<Arc<ActiveSubscription>>>,
 }
 
 /// How often [`Engine::run`] trims the subscribe-rate limiter's per-user state.
@@ -77,6 +89,7 @@ pub struct FieldConfig {
     filter: Option<FilterSpec>,
     requirement: Option<Requirement>,
     resolver: Option<Arc<dyn Resolver>>,
+    stream: Option<Arc<dyn StreamSource>>,
 }
 
 impl FieldConfig {
@@ -91,7 +104,22 @@ impl FieldConfig {
             filter: None,
             requirement: None,
             resolver: None,
+            stream: None,
         })
+    }
+
+    /// A stream field: each subscription gets its values from `source` (see
+    /// [`crate::stream`]), not from bus events; filters, requirements and projection apply
+    /// as to any field, resolvers do not.
+    #[must_use]
+    pub fn stream(source: Arc<dyn StreamSource>) -> Self {
+        Self {
+            channel: ChannelTemplate::literal("fraiseql.stream"),
+            filter: None,
+            requirement: None,
+            resolver: None,
+            stream: Some(source),
+        }
     }
 
     /// Filters events per subscription (compiled against its arguments at subscribe time).
@@ -155,15 +183,15 @@ pub struct EngineConfig {
 }
 
 #[derive(Debug)]
-struct ActiveSubscription {
-    connection: ConnectionId,
-    key: SubscriptionKey,
-    outbox: Arc<Outbox>,
+pub(crate) struct ActiveSubscription {
+    pub(crate) connection: ConnectionId,
+    pub(crate) key: SubscriptionKey,
+    pub(crate) outbox: Arc<Outbox>,
     /// Shared by every subscription of the connection.
     guard: Arc<DeliveryGuard>,
-    filter: CompiledFilter,
-    plan: Arc<ProjectionPlan>,
-    response_key: Box<str>,
+    pub(crate) filter: CompiledFilter,
+    pub(crate) plan: Arc<ProjectionPlan>,
+    pub(crate) response_key: Box<str>,
     field: Arc<FieldConfig>,
     /// Only for fields with a resolver: what it is called with, and the group (field and
     /// arguments) whose subscriptions share one call per event. Identity subscriptions keep
@@ -171,6 +199,8 @@ struct ActiveSubscription {
     resolution: Option<Box<Resolution>>,
     /// The delivery rate limit, when one is configured.
     limiter: Option<DeliveryLimiter>,
+    /// Stream fields only: dropped with the subscription, which tells its source to stop.
+    _stream_stop: Option<tokio::sync::watch::Sender<()>>,
 }
 
 /// One event's serialized payloads, one per distinct (projection plan, value slot). Most
@@ -244,6 +274,9 @@ pub struct Engine {
     subscribe_limiter: SubscribeLimiter,
     next_connection: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Streams that ended themselves ask [`Engine::run`] to unregister them here.
+    stream_ended: tokio::sync::mpsc::UnboundedSender<StreamEnd>,
+    stream_ended_rx: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<StreamEnd>>>,
 }
 
 impl fmt::Debug for Engine {
@@ -300,7 +333,10 @@ impl Engine {
         let documents =
             SubscriptionDocuments::new(config.schema.as_deref(), config.document_limits)?;
         let stream = bus.subscribe(&[]).await?;
+        let (stream_ended, stream_ended_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
+            stream_ended,
+            stream_ended_rx: tokio::sync::Mutex::new(Some(stream_ended_rx)),
             subscribe_limiter: SubscribeLimiter::new(&config.limits),
             fields: fields.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             documents,
@@ -457,13 +493,17 @@ impl Engine {
             })?,
             None => CompiledFilter::always(),
         };
-        let channel = field
-            .channel
-            .resolve(&prepared.arguments)
-            .map_err(|err| vec![GraphQLError::new(err.to_string()).with_code("BAD_USER_INPUT")])?;
+        let channel = if field.stream.is_some() {
+            // A private channel: nothing is ever published on it; its source emits directly.
+            format!("fraiseql.stream/{}/{}", connection.0, key.get())
+        } else {
+            field.channel.resolve(&prepared.arguments).map_err(|err| {
+                vec![GraphQLError::new(err.to_string()).with_code("BAD_USER_INPUT")]
+            })?
+        };
         validate_channel(&channel)
             .map_err(|err| vec![GraphQLError::new(err.to_string()).with_code("BAD_USER_INPUT")])?;
-        let resolution = field.resolver.is_some().then(|| {
+        let resolution = (field.resolver.is_some() && field.stream.is_none()).then(|| {
             let group = Arc::from(format!(
                 "{}\u{0}{}",
                 prepared.field,
@@ -498,6 +538,13 @@ impl Engine {
                 of_user,
             )
             .map_err(|rejection| vec![rejection.to_graphql_error()])?;
+            let (stream_stop, stream_stopped) = match field.stream {
+                Some(_) => {
+                    let (tx, rx) = tokio::sync::watch::channel(());
+                    (Some(tx), Some(rx))
+                }
+                None => (None, None),
+            };
             let sub = Arc::new(ActiveSubscription {
                 connection,
                 key,
@@ -506,13 +553,22 @@ impl Engine {
                 filter,
                 plan: Arc::clone(&prepared.plan),
                 response_key: prepared.response_key.into_boxed_str(),
-                field,
+                field: Arc::clone(&field),
                 resolution,
                 limiter: self
                     .config
                     .limits
                     .delivery_rate_per_subscription
                     .map(DeliveryLimiter::new),
+                _stream_stop: stream_stop,
+            });
+            let sink = stream_stopped.map(|stopped| {
+                StreamSink::new(
+                    Arc::downgrade(&sub),
+                    self.stream_ended.clone(),
+                    stopped,
+                    Arc::clone(&self.metrics),
+                )
             });
             let inserted = state
                 .registry
@@ -520,9 +576,19 @@ impl Engine {
             if let Some(conn) = state.connections.get_mut(&connection) {
                 conn.subscriptions.insert(key, inserted.id);
             }
-            inserted.id
+            (inserted.id, sink)
         };
+        let (id, sink) = id;
         self.metrics.subscriptions_changed(1);
+        if let (Some(source), Some(sink)) = (&field.stream, sink) {
+            source.start(StreamStart {
+                field: prepared.field.clone(),
+                arguments: prepared.arguments.clone(),
+                principal,
+                sink,
+            });
+            return Ok(id);
+        }
         {
             if let Err(err) = self.sync_bus_channels(std::slice::from_ref(&channel)).await {
                 self.unsubscribe(connection, key).await;
@@ -632,14 +698,49 @@ impl Engine {
         let Some(mut stream) = self.stream.lock().await.take() else {
             return;
         };
+        let Some(mut stream_ended) = self.stream_ended_rx.lock().await.take() else {
+            return;
+        };
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Resolver calls of consecutive events overlap (a Python resolver's round trip to
+        // its event loop would otherwise bound the event rate); their results are delivered
+        // strictly in event order. Subscriptions without a resolver are served as each
+        // event arrives.
+        let mut resolving = futures_util::stream::FuturesOrdered::new();
         loop {
+            let room = resolving.len() < MAX_EVENTS_RESOLVING;
             tokio::select! {
                 biased;
-                event = stream.recv() => match event {
-                    Some(event) => self.dispatch(&event).await,
-                    None => return,
+                Some((event, pending, results)) = resolving.next(), if !resolving.is_empty() => {
+                    self.deliver_resolved(&event, pending, results).await;
+                }
+                event = stream.recv(), if room => match event {
+                    Some(event) => {
+                        if event.is_gap() {
+                            // A gap ends its channel's subscriptions: deliver what was
+                            // resolved before it first.
+                            while let Some((earlier, pending, results)) = resolving.next().await {
+                                self.deliver_resolved(&earlier, pending, results).await;
+                            }
+                        }
+                        if let Some(pending) = self.dispatch_direct(&event).await {
+                            resolving.push_back(async move {
+                                let results = self.resolve_groups(&event, &pending.groups).await;
+                                (event, pending, results)
+                            });
+                        }
+                    }
+                    None => {
+                        while let Some((event, pending, results)) = resolving.next().await {
+                            self.deliver_resolved(&event, pending, results).await;
+                        }
+                        return;
+                    }
+                },
+                Some(end) = stream_ended.recv() => match end {
+                    StreamEnd::Unsubscribe(connection, key) => self.unsubscribe(connection, key).await,
+                    StreamEnd::Disconnect(connection) => self.disconnect(connection).await,
                 },
                 _ = housekeeping.tick() => self.subscribe_limiter.retain_recent(),
             }
@@ -652,6 +753,18 @@ impl Engine {
     /// with no per-subscriber allocation or reference count; those with a resolver are
     /// grouped by field and arguments and resolved once per group after the lock is released.
     pub async fn dispatch(&self, event: &Arc<Event>) {
+        if let Some(pending) = self.dispatch_direct(event).await {
+            let results = self.resolve_groups(event, &pending.groups).await;
+            self.deliver_resolved(event, pending, results).await;
+        }
+    }
+
+    /// The first half of [`Engine::dispatch`]: every subscription without a resolver is
+    /// served now; those with one are returned grouped (field and arguments) for
+    /// [`Engine::resolve_groups`] and [`Engine::deliver_resolved`], or `None` when there are
+    /// none. [`Engine::run`] overlaps the resolver calls of consecutive events this way
+    /// while delivering each group's results in event order.
+    async fn dispatch_direct(&self, event: &Arc<Event>) -> Option<PendingGroups> {
         // One serialization per distinct (projection plan, resolved value). A plan comes from
         // one document, so it also fixes the response key. Without a resolver every value is
         // the event data itself, so they all share one value slot.
@@ -670,18 +783,17 @@ impl Engine {
         let mut finished: Vec<Arc<ActiveSubscription>> = Vec::new();
         if event.is_gap() {
             self.end_channel_after_gap(event).await;
-            return;
+            return None;
         }
         {
             let state = self.read();
             let mut candidates = state.registry.on_channel(event.channel()).peekable();
-            if candidates.peek().is_none() {
-                return;
-            }
+            // No subscriber on the channel: nothing to do.
+            candidates.peek()?;
             let Ok(data) = event.data().value() else {
                 let count = state.registry.count_for_channel(event.channel());
                 self.metrics.dropped(DropReason::InvalidData, count as u64);
-                return;
+                return None;
             };
             for (_, sub) in candidates {
                 if !self.admits(sub, event, data, guarded) {
@@ -706,9 +818,26 @@ impl Engine {
                 }
             }
         }
-        // Every group's resolver runs concurrently (one slow resolver does not hold up the
-        // others); results are then delivered in group order.
-        let results = futures_util::future::join_all(groups.iter().map(|members| async move {
+        self.metrics.events_delivered(payloads.delivered);
+        // A slow consumer's subscriptions go now: its 1008 close is queued, and later
+        // events must not keep landing on a closed outbox.
+        for sub in finished {
+            self.end(&sub, Outbound::Complete { key: sub.key }).await;
+        }
+        for connection in overflowed {
+            self.disconnect(connection).await;
+        }
+        (!groups.is_empty()).then_some(PendingGroups { groups })
+    }
+
+    /// Calls every group's resolver, concurrently (one slow resolver does not hold up the
+    /// others); the results come back in group order.
+    async fn resolve_groups(
+        &self,
+        event: &Arc<Event>,
+        groups: &[Vec<Arc<ActiveSubscription>>],
+    ) -> Vec<Option<Result<Resolved, ResolverError>>> {
+        futures_util::future::join_all(groups.iter().map(|members| async move {
             let first = members.first()?;
             let (Some(resolver), Some(resolution)) = (&first.field.resolver, &first.resolution)
             else {
@@ -720,8 +849,19 @@ impl Engine {
                     .await,
             )
         }))
-        .await;
-        for (group_index, (members, result)) in groups.iter().zip(results).enumerate() {
+        .await
+    }
+
+    /// The second half of [`Engine::dispatch`]: delivers what the resolvers made of `event`.
+    async fn deliver_resolved(
+        &self,
+        event: &Arc<Event>,
+        pending: PendingGroups,
+        results: Vec<Option<Result<Resolved, ResolverError>>>,
+    ) {
+        let mut payloads = PayloadCache::default();
+        let mut overflowed: Vec<ConnectionId> = Vec::new();
+        for (group_index, (members, result)) in pending.groups.iter().zip(results).enumerate() {
             let Some(result) = result else {
                 continue;
             };
@@ -767,12 +907,7 @@ impl Engine {
                 }
             }
         }
-        // A slow consumer's subscriptions go now: its 1008 close is queued, and later
-        // events must not keep landing on a closed outbox.
         self.metrics.events_delivered(payloads.delivered);
-        for sub in finished {
-            self.end(&sub, Outbound::Complete { key: sub.key }).await;
-        }
         for connection in overflowed {
             self.disconnect(connection).await;
         }

@@ -21,6 +21,7 @@ pub mod metrics;
 mod outbox;
 pub mod registry;
 pub mod security;
+pub mod stream;
 
 pub use bus::{
     validate_channel, BusError, BusStats, EventBus, EventStream, InMemoryBus, StreamId,

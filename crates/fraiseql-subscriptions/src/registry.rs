@@ -66,6 +66,15 @@ impl fmt::Debug for ChannelTemplate {
 }
 
 impl ChannelTemplate {
+    /// A template without placeholders, taken literally (braces included).
+    #[must_use]
+    pub fn literal(channel: &str) -> Self {
+        Self {
+            text: channel.to_owned(),
+            parts: vec![Part::Literal(channel.to_owned())],
+        }
+    }
+
     /// Parses a template. `{{` and `}}` stand for literal braces.
     ///
     /// # Errors

@@ -998,3 +998,79 @@ async fn a_gap_notice_ends_the_channels_subscriptions_with_events_lost() {
     assert!(elsewhere.frames().is_empty());
     assert_eq!(engine.subscription_count(), 1);
 }
+
+/// Holds event `n`'s resolution until the call for event `n + 1` has started: it only
+/// finishes if `Engine::run` overlaps the resolver calls of consecutive events.
+#[derive(Debug, Default)]
+struct WaitsForTheNext {
+    started: tokio::sync::Mutex<Vec<u64>>,
+    notify: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Resolver for WaitsForTheNext {
+    async fn resolve(
+        &self,
+        event: &Arc<Event>,
+        _field: &str,
+        _arguments: &serde_json::Map<String, Value>,
+    ) -> Result<Resolved, ResolverError> {
+        let n = event.data().value().unwrap()["n"].as_u64().unwrap();
+        self.started.lock().await.push(n);
+        self.notify.notify_waiters();
+        if n < 5 {
+            loop {
+                let notified = self.notify.notified();
+                if self.started.lock().await.contains(&(n + 1)) {
+                    break;
+                }
+                notified.await;
+            }
+        }
+        Ok(Resolved::Value(json!({"text": format!("event {n}")})))
+    }
+}
+
+#[tokio::test]
+async fn run_overlaps_resolver_calls_and_delivers_in_event_order() {
+    let resolver = Arc::new(WaitsForTheNext::default());
+    let fields = HashMap::from([(
+        "message".to_owned(),
+        FieldConfig::new("room:{room}")
+            .unwrap()
+            .with_resolver(resolver.clone()),
+    )]);
+    let (engine, bus) = engine_with(fields, EngineConfig::default()).await;
+    let runner = Arc::clone(&engine);
+    tokio::spawn(async move { runner.run().await });
+    let mut client = Client::new(&engine, Principal::user("u"));
+    client
+        .subscribe(&engine, MESSAGE, json!({"room": "r"}))
+        .await;
+    for n in 1..=5 {
+        bus.publish(Arc::new(Event::new("room:r", json!({"n": n}))))
+            .await
+            .unwrap();
+    }
+    let mut texts = Vec::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while texts.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "only {texts:?} arrived (no overlap?)"
+        );
+        for frame in client.frames() {
+            texts.push(
+                frame["payload"]["data"]["message"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        texts,
+        (1..=5).map(|n| format!("event {n}")).collect::<Vec<_>>()
+    );
+}
