@@ -379,7 +379,11 @@ impl RedisBus {
                         Ok(())
                     }
                 }));
-                tokio::spawn(crate::pubsub::run(Arc::clone(&shared)));
+                // The receiver is made here, not in the task: a broadcast channel only
+                // hands a message to receivers that existed when it arrived, and the task may
+                // first run after a SUBSCRIBE has been confirmed and a message delivered.
+                let messages = shared.listener.message_rx();
+                tokio::spawn(crate::pubsub::run(Arc::clone(&shared), messages));
             }
             RedisMode::Streams => {
                 tokio::spawn(streams::run_reader(Arc::clone(&shared)));

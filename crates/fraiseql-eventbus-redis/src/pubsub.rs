@@ -4,15 +4,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fraiseql_subscriptions::Event;
-use fred::prelude::EventInterface;
-use tokio::sync::broadcast::error::RecvError;
+use fred::types::Message;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::bus::Shared;
 
-/// Reads the listener's messages and delivers each to the local subscribers of its channel,
-/// until the bus is dropped.
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut messages = shared.listener.message_rx();
+/// Reads the listener's messages (`messages`, taken from the listener before any
+/// SUBSCRIBE) and delivers each to the local subscribers of its channel, until the bus is
+/// dropped.
+pub(crate) async fn run(shared: Arc<Shared>, mut messages: broadcast::Receiver<Message>) {
     loop {
         let message = tokio::select! {
             () = shared.cancel.cancelled() => return,
