@@ -1,0 +1,318 @@
+//! The interpreter's lifetime as the engine's threads see it.
+//!
+//! The tokio threads that run the engine outlive the interpreter: they are not Python
+//! threads, so nothing joins them at exit. A thread that attaches to the interpreter once
+//! it has begun to finalize (CPython ≤ 3.12 lets it try, then kills the thread inside
+//! `PyGILState_Ensure`) aborts the process with "PyGILState_Release: thread state must be
+//! current" or a segfault — a race between the last events of a server and its exit.
+//!
+//! So every Rust-side entry into Python goes through [`attach`], and the module registers
+//! [`close`] with `atexit`. `atexit` runs before finalization starts; `close` shuts the
+//! gate and waits (with the GIL released) until the threads already inside have left.
+//! After that no engine thread touches Python again: resolver calls, hooks and awaitables
+//! that would complete later are dropped (their objects are released by PyO3's deferred
+//! reference pool, never executed). Then it stops the engine's runtime, which this module
+//! owns ([`runtime`]), and joins its threads: the process exits with only its own.
+//!
+//! [`future_into_py`] is this crate's awaitable bridge: a Rust future run on the runtime
+//! whose outcome completes an `asyncio.Future` on the caller's loop, through the gate;
+//! cancelling the Python future aborts the Rust task. [`run_on_loop`] is the other way: a
+//! coroutine run as a task on a loop, its outcome awaited from Rust. (These replace
+//! `pyo3-async-runtimes`, whose bridges attach from tokio threads unconditionally.)
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+use tokio::runtime::{Handle, Runtime};
+use tokio::task::AbortHandle;
+
+use crate::event_loop::{running_loop, LoopLocals};
+
+/// Set by [`close`]: no new entry into the interpreter.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+/// Threads between the gate and the end of their attached section.
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
+/// How long [`close`] waits for the threads inside (their sections are short: a
+/// `call_soon_threadsafe`, a conversion); a thread stuck longer is left, and exit goes on.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Leaves the gate when dropped (also on unwind).
+struct Inside;
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        INSIDE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs `f` attached to the interpreter, or returns `None` without touching Python when
+/// the interpreter is exiting (after `atexit`) or not available.
+pub(crate) fn attach<F, R>(f: F) -> Option<R>
+where
+    F: for<'py> FnOnce(Python<'py>) -> R,
+{
+    // Counted before the check: `close` either sees this thread inside and waits for it,
+    // or this thread sees the gate shut.
+    INSIDE.fetch_add(1, Ordering::SeqCst);
+    let _inside = Inside;
+    if CLOSED.load(Ordering::SeqCst) {
+        return None;
+    }
+    Python::try_attach(f)
+}
+
+/// Whether the interpreter is exiting (the gate is shut).
+pub(crate) fn closed() -> bool {
+    CLOSED.load(Ordering::SeqCst)
+}
+
+/// The error an operation gets when it would need the interpreter after it began to exit.
+pub(crate) fn exiting_error() -> PyErr {
+    PyRuntimeError::new_err("the Python interpreter is exiting")
+}
+
+/// Shuts the gate, waits for the engine threads inside it to leave, then stops the
+/// runtime and joins its threads (what is still running is dropped: a manager left
+/// running at exit loses its connections, as a killed process would). Registered with
+/// `atexit` when the module is imported; idempotent.
+#[pyfunction]
+#[pyo3(name = "_close_interpreter_gate")]
+pub(crate) fn close(py: Python<'_>) {
+    CLOSED.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let runtime = RUNTIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    py.detach(|| {
+        while INSIDE.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(runtime) = runtime {
+            runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+    });
+}
+
+/// Registers [`close`] with `atexit`.
+pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let close = wrap_pyfunction!(close, module)?;
+    module.add_function(close.clone())?;
+    module
+        .py()
+        .import("atexit")?
+        .call_method1("register", (close,))?;
+    Ok(())
+}
+
+/// The engine's tokio runtime, owned here so that [`close`] can stop it and join its
+/// threads; created on first use.
+static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
+/// A handle to [`RUNTIME`], for spawning without its lock.
+static HANDLE: OnceLock<Handle> = OnceLock::new();
+
+/// The engine's runtime (multi-threaded, one worker per core), started on first use.
+///
+/// # Errors
+/// `RuntimeError` once the interpreter is exiting (the runtime is stopped then), or when the
+/// runtime's threads cannot be started.
+pub(crate) fn runtime() -> PyResult<&'static Handle> {
+    if closed() {
+        return Err(exiting_error());
+    }
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle);
+    }
+    let mut slot = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fraiseql-engine")
+        .build()
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the engine's threads: {e}")))?;
+    let handle = HANDLE.get_or_init(|| runtime.handle().clone());
+    *slot = Some(runtime);
+    Ok(handle)
+}
+
+/// An awaitable for `future`, run on the engine's runtime: an `asyncio.Future` of the
+/// running loop, completed with the future's value or exception. Cancelling it aborts the
+/// Rust task. Raises `RuntimeError` when no loop is running.
+pub(crate) fn future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    if closed() {
+        return Err(exiting_error());
+    }
+    let event_loop = running_loop(py)?;
+    let waiting = event_loop.call_method0("create_future")?;
+    let runtime = runtime()?;
+    let task = runtime.spawn(future);
+    waiting.call_method1(
+        "add_done_callback",
+        (AbortOnDone {
+            task: task.abort_handle(),
+        },),
+    )?;
+    let target = waiting.clone().unbind();
+    // An executor's loop has a wake-up line: the outcome is a job for the loop's thread, no
+    // GIL taken here. Other loops get it through call_soon_threadsafe.
+    let line = LoopLocals::of(&event_loop);
+    let event_loop = event_loop.unbind();
+    runtime.spawn(async move {
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            // Aborted: the Python future was cancelled (or done) already.
+            Err(err) if err.is_cancelled() => return,
+            Err(err) => Err(PanicException::new_err(format!(
+                "internal error in the fraiseql engine: {err}"
+            ))),
+        };
+        if let Some(line) = line {
+            // Unscheduled (the loop is gone), the outcome is dropped: nobody waits for it.
+            line.call_soon(Box::new(move |py| {
+                let outcome = outcome.and_then(|value| value.into_py_any(py));
+                complete(target.bind(py), outcome)
+            }));
+            return;
+        }
+        // Off the worker threads: attaching may wait for the GIL.
+        tokio::task::spawn_blocking(move || {
+            attach(|py| {
+                let outcome = outcome.and_then(|value| value.into_py_any(py));
+                let complete = Complete {
+                    target,
+                    outcome: Mutex::new(Some(outcome)),
+                };
+                // Fails only when the loop is closed: nobody is waiting any more.
+                let _ = event_loop
+                    .bind(py)
+                    .call_method1("call_soon_threadsafe", (complete,));
+            });
+        });
+    });
+    Ok(waiting)
+}
+
+/// The done-callback of an awaitable: a cancelled (or otherwise finished) Python future
+/// aborts its Rust task.
+#[pyclass(frozen)]
+struct AbortOnDone {
+    task: AbortHandle,
+}
+
+#[pymethods]
+impl AbortOnDone {
+    fn __call__(&self, _future: &Bound<'_, PyAny>) {
+        self.task.abort();
+    }
+}
+
+/// Completes an awaitable on its loop's thread, unless it was cancelled meanwhile.
+#[pyclass(frozen)]
+struct Complete {
+    target: Py<PyAny>,
+    outcome: Mutex<Option<PyResult<Py<PyAny>>>>,
+}
+
+#[pymethods]
+impl Complete {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let target = self.target.bind(py);
+        let outcome = self
+            .outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| PyTypeError::new_err("an awaitable completes once"))?;
+        complete(target, outcome)
+    }
+}
+
+/// Completes `target` with `outcome`, unless it is done already (cancelled meanwhile).
+fn complete(target: &Bound<'_, PyAny>, outcome: PyResult<Py<PyAny>>) -> PyResult<()> {
+    if target.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    match outcome {
+        Ok(value) => target.call_method1("set_result", (value,))?,
+        Err(err) => target.call_method1("set_exception", (err.into_value(target.py()),))?,
+    };
+    Ok(())
+}
+
+/// What a task's end is turned into, on the loop's thread.
+type Finish = Box<dyn for<'py> FnOnce(Python<'py>, PyResult<Bound<'py, PyAny>>) + Send>;
+
+/// Runs the coroutine `start` returns as a task on the loop of `locals`, and `finish` on
+/// its outcome (the task's result, or the exception it raised or `start` raised). Both run
+/// in the loop's thread, so nothing here attaches: callable from any thread. The returned
+/// future yields what `finish` made, or `None` when the task never ended (the loop is
+/// gone, or the interpreter is exiting).
+pub(crate) fn run_on_loop<T, S, G>(
+    locals: &LoopLocals,
+    start: S,
+    finish: G,
+) -> impl Future<Output = Option<T>> + Send + 'static
+where
+    T: Send + 'static,
+    S: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
+    G: for<'py> FnOnce(Python<'py>, PyResult<Bound<'py, PyAny>>) -> T + Send + 'static,
+{
+    let (done, outcome) = tokio::sync::oneshot::channel::<T>();
+    let finish: Finish = Box::new(move |py, result| {
+        let _ = done.send(finish(py, result));
+    });
+    // Unscheduled (the loop is gone), the job and `finish` are dropped: `None` below.
+    locals.call_soon(Box::new(move |py| {
+        let task = start(py).and_then(|coroutine| {
+            py.import("asyncio")?
+                .call_method1("ensure_future", (coroutine,))
+        });
+        match task {
+            Err(err) => finish(py, Err(err)),
+            Ok(task) => {
+                let finished = TaskFinished {
+                    finish: Mutex::new(Some(finish)),
+                };
+                if task.call_method1("add_done_callback", (finished,)).is_err() {
+                    // Nobody would hear the outcome: the waiting side sees the task as
+                    // never finished (`finish` went with the callback).
+                    let _ = task.call_method0("cancel");
+                }
+            }
+        }
+        Ok(())
+    }));
+    async move { outcome.await.ok() }
+}
+
+/// Hands a task's outcome to its `finish`.
+#[pyclass(frozen)]
+struct TaskFinished {
+    finish: Mutex<Option<Finish>>,
+}
+
+#[pymethods]
+impl TaskFinished {
+    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        let finish = self
+            .finish
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(finish) = finish {
+            finish(py, task.call_method0("result"));
+        }
+    }
+}
