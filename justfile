@@ -10,18 +10,47 @@ default:
 demo bind="127.0.0.1:8000":
     cargo run --quiet -p fraiseql-server --example demo -- --bind {{bind}}
 
+# The live demo in Python: the same chat room served by FastAPI + uvicorn through the
+# Python package (http://127.0.0.1:8000; in-memory bus, no services).
+demo-python port="8000": python-dev
+    .venv/bin/python examples/python/chat_fastapi.py --port {{port}}
+
 # The whole test suite: formatting, lints, then every test. CI runs exactly this.
 test: lint
     cargo test --workspace --all-targets
     cargo test --workspace --doc
-    just test-js
+    {{just_executable()}} test-js
+    {{just_executable()}} test-python
 
 # Formatting and lints, with warnings as errors.
-lint:
+lint: lint-python
     cargo fmt --all -- --check
     cargo fmt --manifest-path fuzz/Cargo.toml -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p fraiseql-eventbus-postgres --features tls --all-targets -- -D warnings
+
+# The Python virtualenv (.venv) with the dev tools, and the extension built into it
+# (`maturin develop`; pass --release for benchmarks).
+python-dev *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+    cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --quiet {{args}}
+
+# The Python package's tests (pytest against real uvicorn and native servers), and the demo
+# page in headless Chromium against the Python demo (the JS test of `just demo`).
+test-python: python-dev
+    cd python && ../.venv/bin/python -m pytest -q
+    mkdir -p target
+    printf '#!/bin/sh\nexec "%s/.venv/bin/python" "%s/examples/python/chat_fastapi.py" "$@"\n' "$PWD" "$PWD" > target/demo-python
+    chmod +x target/demo-python
+    npm ci --prefix crates/fraiseql-server/tests/js --no-audit --no-fund
+    FRAISEQL_DEMO_BIN=target/demo-python node --test crates/fraiseql-server/tests/js/browser-demo.test.mjs
+
+# Python lints: ruff (lint and format) and mypy --strict on the package.
+lint-python: python-dev
+    cd python && ../.venv/bin/ruff check . ../examples/python ../benches/python && ../.venv/bin/ruff format --check . ../examples/python ../benches/python && ../.venv/bin/mypy --strict fraiseql
 
 # Format everything.
 fmt:
@@ -52,8 +81,25 @@ test-js:
 
 # End-to-end load benchmark: our server vs an async-graphql peer (figures go in docs/benchmarks.md).
 bench-e2e *args:
-    cargo build --release -p fraiseql-server --bin fraiseql-server -p fraiseql-bench-e2e
+    cargo build --release -p fraiseql-server --bin fraiseql-server
+    cargo build --release -p fraiseql-bench-e2e --bins
     ./target/release/loadgen --server ./target/release/fraiseql-server --peer ./target/release/peer-async-graphql {{args}}
+
+# The Python load benchmark: the same scenarios against the pure Rust server, the native
+# server started from Python, the FastAPI adapter and an idiomatic Strawberry app (same
+# uvicorn), in one run (figures go in docs/benchmarks.md). Defaults to saturation,fanout.
+bench-python *args="--scenario saturation,fanout":
+    cargo build --release -p fraiseql-server --bin fraiseql-server
+    cargo build --release -p fraiseql-bench-e2e --bins
+    {{just_executable()}} python-dev --release
+    ./target/release/loadgen --server ./target/release/fraiseql-server \
+        --target "native-py=.venv/bin/python benches/python/native_server.py" \
+        --target "fastapi=.venv/bin/python benches/python/fastapi_server.py" \
+        --target "strawberry=.venv/bin/python benches/python/strawberry_server.py" {{args}}
+
+# What a Python resolver adds per event per group (direct API, no sockets).
+bench-resolver: (python-dev "--release")
+    .venv/bin/python benches/python/resolver_cost.py
 
 # Two demo processes on ports 8000 and 8001 sharing one Redis (start it with
 # `redis-server --daemonize yes --port 6379 --save ""`): a message sent on one page shows on the other.

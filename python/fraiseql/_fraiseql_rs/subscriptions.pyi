@@ -1,0 +1,248 @@
+"""Type stubs of ``fraiseql._fraiseql_rs.subscriptions``: the Rust engine's Python classes."""
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, final
+
+class SubscriptionError(Exception):
+    """Base of every FraiseQL subscriptions error."""
+
+class ConfigurationError(SubscriptionError, ValueError):
+    """A setting, argument or value is invalid; the message names it."""
+
+class EventBusError(SubscriptionError, ConnectionError):
+    """The event bus could not be reached or failed."""
+
+class PublishError(EventBusError):
+    """An event could not be published."""
+
+class SubscribeError(SubscriptionError):
+    """A subscription was refused; the message carries its GraphQL errors."""
+
+class ExecutorStateError(SubscriptionError, RuntimeError):
+    """The executor is not started, already started, or shut down."""
+
+class AuthenticationError(SubscriptionError):
+    """Raise it from an auth callable to refuse a connection (close 4403)."""
+
+@final
+class PyEventBusConfig:
+    """Which event bus carries events (memory, Redis or PostgreSQL)."""
+
+    @staticmethod
+    def memory(*, capacity: int | None = None) -> PyEventBusConfig: ...
+    @staticmethod
+    def redis(
+        url: str,
+        *,
+        mode: str = "pubsub",
+        prefix: str | None = None,
+        stream_max_len: int | None = None,
+        command_timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> PyEventBusConfig: ...
+    @staticmethod
+    def postgresql(
+        dsn: str,
+        *,
+        prefix: str | None = None,
+        schema: str | None = None,
+        events_table: str | None = None,
+        retention_seconds: float | None = None,
+        retention_max_count: int | None = None,
+        install: bool = True,
+        connect_timeout: float | None = None,
+    ) -> PyEventBusConfig: ...
+    @property
+    def kind(self) -> str: ...
+
+@final
+class PySubscriptionPayload:
+    """A subscription request."""
+
+    def __init__(
+        self,
+        query: str,
+        operation_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def operation_name(self) -> str | None: ...
+    @property
+    def variables(self) -> dict[str, Any]: ...
+    @property
+    def extensions(self) -> dict[str, Any] | None: ...
+
+@final
+class PyGraphQLMessage:
+    """One validated client message of graphql-transport-ws or graphql-ws."""
+
+    @staticmethod
+    def from_dict(
+        data: Mapping[str, Any], protocol: str = "graphql-transport-ws"
+    ) -> PyGraphQLMessage: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def to_json(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def subscription(self) -> PySubscriptionPayload | None: ...
+
+@final
+class ResolverContext:
+    """Where the event a resolver sees came from."""
+
+    @property
+    def field(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def timestamp_us(self) -> int: ...
+
+@final
+class JwtAuth:
+    """JWT verification in Rust (HS256 secret or RS256 PEM public key)."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key_pem: str | None = None,
+        audience: Sequence[str] | None = None,
+        issuer: Sequence[str] | None = None,
+        leeway: float | None = None,
+        tenant_claim: str | None = None,
+    ) -> None: ...
+    def verify(self, token: str) -> dict[str, Any]: ...
+
+#: One frame to write: a text frame, or the (code, reason) of the close frame.
+Frame = str | tuple[int, str]
+
+@final
+class PySession:
+    """One client connection driven in Rust, for a transport that owns the socket."""
+
+    def feed(self, text: str) -> None: ...
+    def feed_bytes(self, data: bytes) -> None: ...
+    def client_gone(self) -> None: ...
+    def try_recv(self) -> list[Frame] | None: ...
+    def recv(self) -> Awaitable[list[Frame] | None]: ...
+
+@final
+class PyStreamSink:
+    """Where an async-generator subscription's values go."""
+
+    def emit(self, value: Any) -> bool: ...
+    def complete(self) -> None: ...
+    def fail(self, message: str) -> None: ...
+    @property
+    def active(self) -> bool: ...
+    def stopped(self) -> Awaitable[None]: ...
+
+@final
+class PyNativeServer:
+    """A running native server."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    def stop(self) -> None: ...
+    def wait(self) -> Awaitable[None]: ...
+
+@final
+class PySubscriptionExecutor:
+    """The subscription engine for Python."""
+
+    def __init__(
+        self,
+        bus: PyEventBusConfig | None = None,
+        schema: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None: ...
+    def register_field(
+        self,
+        name: str,
+        channel: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        roles: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resolver: Callable[[Any, dict[str, Any], ResolverContext], Any] | None = None,
+        stream: Callable[[dict[str, Any], dict[str, Any], PyStreamSink], None] | None = None,
+    ) -> None: ...
+    def set_hooks(
+        self, dispatch: Callable[[str, dict[str, Any], str | None, Any], None] | None
+    ) -> None: ...
+    def set_auth(
+        self, auth: JwtAuth | Callable[[dict[str, Any] | None], Awaitable[Any]] | None
+    ) -> None: ...
+    def start(self) -> Awaitable[None]: ...
+    @property
+    def started_(self) -> bool: ...
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        audience: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        id: str | None = None,
+        correlation_id: str | None = None,
+        final: bool = False,
+        global_: bool = False,
+    ) -> Awaitable[None]: ...
+    def publish_sync(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        audience: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        id: str | None = None,
+        correlation_id: str | None = None,
+        final: bool = False,
+        global_: bool = False,
+    ) -> None: ...
+    def publish_event(self, event_type: str, channel: str, data: Any) -> None: ...
+    def publish_json(self, body: bytes) -> Awaitable[int]: ...
+    @staticmethod
+    def negotiate(offered: str | Sequence[str]) -> str | None: ...
+    def open_session(self, subprotocol: str | None) -> PySession: ...
+    def serve(self, host: str, port: int) -> Awaitable[PyNativeServer]: ...
+    def register_subscription(
+        self,
+        connection_id: str,
+        subscription_id: str,
+        query: str,
+        operation_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> None: ...
+    def next_event(self, subscription_id: str) -> bytes | None: ...
+    def next_event_async(self, subscription_id: str) -> Awaitable[bytes | None]: ...
+    def complete_subscription(self, subscription_id: str) -> None: ...
+    def complete_connection(self, connection_id: str) -> None: ...
+    def get_metrics(self) -> dict[str, Any]: ...
+    def metrics_text(self) -> str: ...
+    def health_check(self) -> Awaitable[None]: ...
+    def shutdown(self, grace: float = 5.0) -> Awaitable[bool]: ...
+
+def set_json_default(hook: Callable[[Any], Any]) -> None: ...
+def to_json(value: Any) -> str: ...

@@ -1,0 +1,624 @@
+"""The :class:`SubscriptionManager`: fields, resolvers, auth, publish, and serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as _dt
+import inspect
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fraiseql._fraiseql_rs import subscriptions as _rs
+from fraiseql.subscriptions.config import SubscriptionConfig
+
+logger = logging.getLogger("fraiseql.subscriptions")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What an ``auth`` callable may be: ``(connection_init payload) -> principal``.
+AuthCallable = Callable[[dict[str, Any] | None], Any]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is on the other end of a connection, as ``auth`` established it.
+
+    ``expires_at`` (a timezone-aware ``datetime`` or seconds since the epoch) closes the
+    connection with 4403 when it passes.
+    """
+
+    user_id: str | None = None
+    tenant_id: str | None = None
+    roles: Sequence[str] = ()
+    scopes: Sequence[str] = ()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    expires_at: _dt.datetime | float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form the Rust engine reads."""
+        expires = self.expires_at
+        if isinstance(expires, _dt.datetime):
+            if expires.tzinfo is None:
+                raise ValueError("Principal.expires_at must be timezone-aware")
+            expires = expires.timestamp()
+        return {
+            "user_id": self.user_id,
+            "tenant_id": self.tenant_id,
+            "roles": list(self.roles),
+            "scopes": list(self.scopes),
+            "claims": dict(self.claims),
+            "expires_at": expires,
+        }
+
+
+@dataclass(frozen=True)
+class Complete:
+    """Return it from a resolver to end the group's subscriptions (``complete``) from the
+    server side, after delivering ``value`` when it is not ``None``."""
+
+    value: Any = None
+
+
+@dataclass
+class _Field:
+    name: str
+    channel: str
+    filter: Mapping[str, Any] | None
+    roles: Sequence[str] | None
+    scopes: Sequence[str] | None
+    resolver: Callable[..., Any] | None = None
+    stream: Callable[..., Any] | None = None
+    channel_given: bool = False
+
+
+#: The running async-generator subscriptions (kept referenced until they finish).
+_streams: set[asyncio.Task[None]] = set()
+
+
+def _stream_starter(name: str, fn: Callable[..., Any]) -> Callable[..., None]:
+    """What the Rust stream source calls on the event loop for each subscription of an
+    async-generator field: ``start(variables, ctx, sink)`` runs the generator in a task."""
+    arity = _positional_arity(fn)
+
+    def start(variables: dict[str, Any], ctx: dict[str, Any], sink: _rs.PyStreamSink) -> None:
+        task = asyncio.ensure_future(_run_stream(name, fn, arity, variables, ctx, sink))
+        _streams.add(task)
+        task.add_done_callback(_streams.discard)
+
+    return start
+
+
+async def _run_stream(
+    name: str,
+    fn: Callable[..., Any],
+    arity: int,
+    variables: dict[str, Any],
+    ctx: dict[str, Any],
+    sink: _rs.PyStreamSink,
+) -> None:
+    """Feeds one subscription from its generator until the generator returns (complete),
+    raises (error), or the subscription ends (the generator is closed)."""
+    runner = asyncio.current_task()
+
+    async def watch() -> None:
+        await sink.stopped()
+        if runner is not None:
+            runner.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    generator = fn(*(variables, ctx)[:arity])
+    try:
+        async for value in generator:
+            if isinstance(value, Complete):
+                if value.value is not None:
+                    sink.emit(value.value)
+                sink.complete()
+                return
+            if not sink.emit(value):
+                return
+        sink.complete()
+    except asyncio.CancelledError:
+        if sink.active:  # cancelled by the app's shutdown, not by the client leaving
+            sink.complete()
+    except Exception as err:
+        logger.exception("the async generator of subscription field %r failed", name)
+        sink.fail(str(err) or type(err).__name__)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(Exception):
+            await generator.aclose()
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int:
+    """How many of ``(event, variables, ctx)`` the resolver takes."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 3
+    count = 0
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return 3
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return min(count, 3)
+
+
+def _wrap_resolver(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The form the Rust resolver bridge calls: ``(event, variables, ctx) -> (value,
+    complete)``, a plain function for a sync resolver and a coroutine function for an async
+    one. Both run on the event loop the manager was started on (a sync one directly in the
+    loop's thread, batched with the other calls of the moment); an exception is logged here
+    and reaches the group's subscriptions as an ``error``.
+    """
+    arity = _positional_arity(fn)
+
+    def outcome(result: Any) -> tuple[Any, bool]:
+        if isinstance(result, Complete):
+            return (result.value, True)
+        return (result, False)
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def call_async(event: Any, variables: dict[str, Any], ctx: Any) -> tuple[Any, bool]:
+            try:
+                result = await fn(*(event, variables, ctx)[:arity])
+            except Exception:
+                logger.exception("the resolver of subscription field %r failed", name)
+                raise
+            return outcome(result)
+
+        return call_async
+
+    def call(event: Any, variables: dict[str, Any], ctx: Any) -> tuple[Any, bool]:
+        try:
+            result = fn(*(event, variables, ctx)[:arity])
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+                raise TypeError(
+                    f"the resolver of {name!r} returned an awaitable: declare it `async def`"
+                )
+        except Exception:
+            logger.exception("the resolver of subscription field %r failed", name)
+            raise
+        return outcome(result)
+
+    return call
+
+
+def _log_hook_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("a lifecycle hook failed", exc_info=task.exception())
+
+
+def _principal_dict(result: Any) -> dict[str, Any]:
+    if isinstance(result, Principal):
+        return result.to_dict()
+    if isinstance(result, str):
+        return Principal(user_id=result).to_dict()
+    if isinstance(result, Mapping):
+        known = {f.name for f in dataclasses.fields(Principal)}
+        unknown = set(result) - known
+        if unknown:
+            raise TypeError(
+                f"the auth callable returned unknown principal keys {sorted(unknown)}; "
+                f"use {sorted(known)}"
+            )
+        return Principal(**result).to_dict()
+    raise TypeError(
+        "the auth callable must return a Principal, a dict of its fields or a user id "
+        f"(str), not {type(result).__name__}; raise to refuse the connection"
+    )
+
+
+def _token_of(payload: dict[str, Any] | None) -> str:
+    if not payload:
+        raise _rs.AuthenticationError("Forbidden: no token in connection_init")
+    token = payload.get("token")
+    if token is None:
+        header = payload.get("Authorization") or payload.get("authorization")
+        if isinstance(header, str) and header.lower().startswith("bearer "):
+            token = header[7:]
+    if not isinstance(token, str) or not token:
+        raise _rs.AuthenticationError("Forbidden: no token in connection_init")
+    return token
+
+
+class SubscriptionManager:
+    """One subscription engine: its fields, bus, auth and limits.
+
+    ::
+
+        manager = SubscriptionManager(bus=EventBusConfig.memory())
+
+        @manager.subscription("message", channel="room:{room}")
+        async def message(event, variables, ctx):
+            return event                      # None: do not deliver
+
+        app.include_router(SubscriptionRouterFactory.create(manager))   # FastAPI
+        await manager.publish("room:lobby", {"id": "1", "text": "hi"})
+
+    ``auth`` is ``None`` (anonymous), a :class:`JwtAuth` (verified in Rust), or a sync or
+    async callable receiving the ``connection_init`` payload and returning a
+    :class:`Principal` (or a dict of its fields, or a user id); raising refuses the
+    connection with close 4403 and the exception's message.
+    """
+
+    def __init__(
+        self,
+        bus: _rs.PyEventBusConfig | None = None,
+        schema: str | None = None,
+        auth: _rs.JwtAuth | AuthCallable | None = None,
+        config: SubscriptionConfig | None = None,
+    ) -> None:
+        self.config = config or SubscriptionConfig()
+        self._executor = _rs.PySubscriptionExecutor(bus, schema, self.config.to_dict())
+        self._fields: dict[str, _Field] = {}
+        self._auth = auth
+        self._on_connect: list[Callable[..., Any]] = []
+        self._hooks: dict[str, list[Callable[..., Any]]] = {
+            "subscribe": [],
+            "complete": [],
+            "disconnect": [],
+        }
+        self._start_lock: asyncio.Lock | None = None
+        self._registered: set[str] = set()
+        self._started = False
+
+    # ---- registration -------------------------------------------------------------
+
+    def subscription(
+        self,
+        field: str,
+        channel: str | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        roles: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+    ) -> Callable[[F], F]:
+        """Serves the root subscription field ``field`` on ``channel`` (a template such as
+        ``"room:{room}"`` filled from the subscription's arguments; default: the field
+        name).
+
+        Called alone, it registers a field served entirely in Rust (the event data is the
+        field's value). Used as a decorator, the function ``(event, variables, ctx)``
+        transforms each event once per group of subscribers sharing the field and
+        variables: return the value, ``None`` to skip, or :class:`Complete` to end.
+        Decorating an async generator ``(variables, ctx)`` instead makes a stream field:
+        each subscription runs its own generator, every yielded value goes through the same
+        projection, serialization and outbox, and returning sends ``complete``.
+        ``filter`` is a declarative filter on event data (see the guide); ``roles`` (any
+        of) and ``scopes`` (all of) are required to subscribe.
+        """
+        if self._started:
+            raise _rs.ExecutorStateError("fields must be registered before the manager starts")
+        if field in self._fields:
+            raise _rs.ConfigurationError(f"subscription field {field!r} is registered twice")
+        spec = _Field(field, channel or field, filter, roles, scopes, channel_given=bool(channel))
+        self._fields[field] = spec
+
+        def decorate(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError(f"@subscription({field!r}) decorates a function")
+            if self._started or field in self._registered:
+                raise _rs.ExecutorStateError(
+                    "resolvers must be registered before the manager starts"
+                )
+            if inspect.isasyncgenfunction(fn):
+                if spec.channel_given:
+                    raise _rs.ConfigurationError(
+                        f"subscription {field!r}: an async generator produces its own values; "
+                        "drop channel= (or use a plain resolver for channel events)"
+                    )
+                spec.stream = _stream_starter(field, fn)
+            else:
+                spec.resolver = _wrap_resolver(field, fn)
+            return fn
+
+        return decorate
+
+    def on_connect(self, fn: F) -> F:
+        """Registers a hook ``(payload, principal)`` run after ``auth`` accepted a
+        connection (sync or async); raising refuses the connection (4403)."""
+        self._on_connect.append(fn)
+        return fn
+
+    def on_subscribe(self, fn: F) -> F:
+        """Registers a hook ``(principal, id, request)`` run when a subscription started
+        (``request``: ``query``, ``operation_name``, ``variables``). It observes; it cannot
+        refuse (use ``roles`` / ``scopes`` or ``auth``)."""
+        self._hooks["subscribe"].append(fn)
+        return fn
+
+    def on_complete(self, fn: F) -> F:
+        """Registers a hook ``(principal, id, how)`` run when a started subscription ended;
+        ``how`` is ``"client"``, ``"completed"`` (by the server) or ``"error"``."""
+        self._hooks["complete"].append(fn)
+        return fn
+
+    def on_disconnect(self, fn: F) -> F:
+        """Registers a hook ``(principal)`` run when an authenticated connection ended."""
+        self._hooks["disconnect"].append(fn)
+        return fn
+
+    def _dispatch_hook(
+        self, kind: str, principal: dict[str, Any], id: str | None, detail: Any
+    ) -> None:
+        """Runs the hooks of ``kind`` (called by Rust on the loop); exceptions are logged."""
+        for hook in self._hooks[kind]:
+            try:
+                if kind == "subscribe" or kind == "complete":
+                    result = hook(principal, id, detail)
+                else:
+                    result = hook(principal)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    task.add_done_callback(_log_hook_failure)
+            except Exception:
+                logger.exception("the %s hook %r failed", kind, hook)
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def _auth_callable(self) -> _rs.JwtAuth | Callable[..., Awaitable[Any]] | None:
+        auth = self._auth
+        hooks = list(self._on_connect)
+        if auth is None and not hooks:
+            return None
+        if isinstance(auth, _rs.JwtAuth) and not hooks:
+            return auth
+
+        async def authenticate(payload: dict[str, Any] | None) -> dict[str, Any]:
+            if isinstance(auth, _rs.JwtAuth):
+                principal = auth.verify(_token_of(payload))
+            elif auth is None:
+                principal = Principal().to_dict()
+            else:
+                result = auth(payload)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is None:
+                    raise _rs.AuthenticationError("Forbidden")
+                principal = _principal_dict(result)
+            for hook in hooks:
+                outcome = hook(payload, principal)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            return principal
+
+        return authenticate
+
+    async def start(self) -> None:
+        """Connects the bus and starts the engine (idempotent). Adapters and ``serve`` call
+        it; call it yourself to publish before any client connects."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            for spec in self._fields.values():
+                if spec.name in self._registered:
+                    continue  # a start that failed (bus down) already registered it
+                self._registered.add(spec.name)
+                self._executor.register_field(
+                    spec.name,
+                    spec.channel,
+                    filter=dict(spec.filter) if spec.filter is not None else None,
+                    roles=list(spec.roles) if spec.roles else None,
+                    scopes=list(spec.scopes) if spec.scopes else None,
+                    resolver=spec.resolver,
+                    stream=spec.stream,
+                )
+            self._executor.set_auth(self._auth_callable())
+            if any(self._hooks.values()):
+                self._executor.set_hooks(self._dispatch_hook)
+            await self._executor.start()
+            self._started = True
+
+    @property
+    def started(self) -> bool:
+        """Whether the engine runs."""
+        return self._started and self._executor.started_
+
+    async def shutdown(self, grace: float = 5.0) -> bool:
+        """Closes every connection (1001), waits up to ``grace`` seconds for them to end,
+        stops native servers and the engine. Returns whether all ended in time."""
+        if not self._started:
+            return True
+        return await self._executor.shutdown(grace)
+
+    async def __aenter__(self) -> SubscriptionManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """An ASGI lifespan (``FastAPI(lifespan=manager.lifespan)``): starts the engine with
+        the app and shuts it down with it."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    @property
+    def executor(self) -> _rs.PySubscriptionExecutor:
+        """The Rust executor underneath (for adapters)."""
+        return self._executor
+
+    # ---- publishing ---------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        audience: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        id: str | None = None,
+        correlation_id: str | None = None,
+        final: bool = False,
+        global_: bool = False,
+    ) -> None:
+        """Publishes ``data`` on ``channel`` to every subscriber, on every process sharing
+        the bus. ``tenant_id`` confines it to that tenant; ``audience`` (user ids, or
+        ``{"users": [...], "roles": [...]}``) to those principals; ``final=True`` ends each
+        subscription it reaches."""
+        await self.start()
+        await self._executor.publish(
+            channel,
+            data,
+            event_type=event_type,
+            tenant_id=tenant_id,
+            audience=audience,
+            id=id,
+            correlation_id=correlation_id,
+            final=final,
+            global_=global_,
+        )
+
+    def publish_sync(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event_type: str | None = None,
+        tenant_id: str | None = None,
+        audience: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        id: str | None = None,
+        correlation_id: str | None = None,
+        final: bool = False,
+        global_: bool = False,
+    ) -> None:
+        """Like :meth:`publish`, from synchronous code (a thread, a worker); blocks with the
+        GIL released. The manager must be started."""
+        self._executor.publish_sync(
+            channel,
+            data,
+            event_type=event_type,
+            tenant_id=tenant_id,
+            audience=audience,
+            id=id,
+            correlation_id=correlation_id,
+            final=final,
+            global_=global_,
+        )
+
+    async def publish_json(self, body: bytes | str) -> int:
+        """Publishes the events of a JSON body (one event object or an array: ``channel``,
+        ``data``, ``type``, ``tenant_id``, ``audience``, ``id``, ``final``, ``global``),
+        parsed and checked in Rust — for a webhook endpoint of your own. Returns how many
+        were published; a malformed body raises :class:`ConfigurationError` and publishes
+        nothing."""
+        await self.start()
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        return await self._executor.publish_json(raw)
+
+    async def publish_event(self, event_type: str, channel: str, data: Any) -> None:
+        """The original plan's form of :meth:`publish`."""
+        await self.publish(channel, data, event_type=event_type)
+
+    # ---- the direct API (no transport) --------------------------------------------
+
+    async def create_subscription(
+        self,
+        subscription_id: str,
+        connection_id: str,
+        query: str,
+        operation_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        resolver_fn: Callable[..., Any] | None = None,
+        user_id: str | None = None,
+        tenant_id: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> None:
+        """Subscribes without a WebSocket: frames are read with :meth:`get_next_event`.
+        Refusals raise :class:`SubscribeError` with the GraphQL errors."""
+        if resolver_fn is not None:
+            raise _rs.ConfigurationError(
+                "resolvers belong to fields: register one with @manager.subscription(field)"
+            )
+        await self.start()
+        await asyncio.to_thread(
+            self._executor.register_subscription,
+            connection_id,
+            subscription_id,
+            query,
+            operation_name,
+            dict(variables) if variables is not None else None,
+            user_id,
+            tenant_id,
+            list(roles) if roles else None,
+        )
+
+    async def get_next_event(
+        self, subscription_id: str, timeout: float | None = None
+    ) -> bytes | None:
+        """The next frame of a direct subscription (graphql-transport-ws bytes: ``next``,
+        ``error`` or ``complete``); ``None`` once it ended or after ``timeout`` seconds."""
+        waiting = self._executor.next_event_async(subscription_id)
+        if timeout is None:
+            return await waiting
+        try:
+            return await asyncio.wait_for(waiting, timeout)
+        except TimeoutError:
+            return None
+
+    async def complete_subscription(self, subscription_id: str) -> None:
+        """Ends a direct subscription."""
+        await asyncio.to_thread(self._executor.complete_subscription, subscription_id)
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Counters and gauges (connections, subscriptions, events, drops, rejections)."""
+        return self._executor.get_metrics()
+
+    def metrics_text(self) -> str:
+        """The metrics in the Prometheus text format."""
+        return self._executor.metrics_text()
+
+    # ---- the native server --------------------------------------------------------
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 8000) -> _rs.PyNativeServer:
+        """Starts the native Rust server (WebSocket on the config's path, ``/healthz``,
+        ``/metrics``) and returns it running; ``port=0`` picks a free port."""
+        await self.start()
+        return await self._executor.serve(host, port)
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Serves natively until cancelled (or the executor shuts down), then shuts down
+        gracefully: clients get close 1001."""
+        server = await self.listen(host, port)
+        logger.info(
+            "fraiseql native server on ws://%s:%d%s", server.host, server.port, self.config.path
+        )
+        try:
+            await server.wait()
+        finally:
+            server.stop()
+            await self.shutdown()
+
+    def run(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Runs :meth:`serve` in a new event loop until SIGINT or SIGTERM."""
+
+        async def main() -> None:
+            task = asyncio.ensure_future(self.serve(host, port))
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())

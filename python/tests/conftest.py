@@ -1,0 +1,179 @@
+"""Fixtures: real servers (uvicorn serving FastAPI, Starlette and plain ASGI apps, and the
+native Rust server) on free ports, and a small graphql-transport-ws client on the
+``websockets`` library."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from fraiseql.subscriptions import SubscriptionManager
+
+TRANSPORTS = ["fastapi", "starlette", "asgi", "native"]
+
+
+@dataclass
+class Running:
+    """A server serving a manager."""
+
+    url: str
+    manager: SubscriptionManager
+    stop: Callable[[], Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_app(kind: str, manager: SubscriptionManager) -> Any:
+    """The ASGI app of `kind` serving `manager` at /graphql."""
+    if kind == "fastapi":
+        from fastapi import FastAPI
+
+        from fraiseql.integrations.fastapi import SubscriptionRouterFactory
+
+        app = FastAPI(lifespan=manager.lifespan)
+        app.include_router(SubscriptionRouterFactory.create(manager))
+        return app
+    if kind == "starlette":
+        from starlette.applications import Starlette
+
+        from fraiseql.integrations.starlette import create_subscription_app
+
+        app = Starlette(lifespan=manager.lifespan)
+        create_subscription_app(app, manager)
+        return app
+    if kind == "asgi":
+        from fraiseql.integrations.asgi import SubscriptionASGIApp
+
+        return SubscriptionASGIApp(manager)
+    raise ValueError(kind)
+
+
+@contextlib.asynccontextmanager
+async def serve(kind: str, manager: SubscriptionManager) -> AsyncIterator[Running]:
+    """Serves `manager` with the transport `kind` on a free port until the block ends."""
+    if kind == "native":
+        server = await manager.listen("127.0.0.1", 0)
+        try:
+            yield Running(f"ws://127.0.0.1:{server.port}/graphql", manager, server.stop)
+        finally:
+            server.stop()
+            await manager.shutdown(grace=2.0)
+        return
+    port = _free_port()
+    config = uvicorn.Config(
+        build_app(kind, manager),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws="websockets-sansio",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    assert server.started, "uvicorn did not start"
+
+    def stop() -> None:
+        server.should_exit = True
+
+    try:
+        yield Running(f"ws://127.0.0.1:{port}/graphql", manager, stop)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Client:
+    """A graphql-transport-ws client on one real WebSocket."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        assert isinstance(raw, str), "graphql-transport-ws frames are text"
+        message: dict[str, Any] = json.loads(raw)
+        return message
+
+    async def init(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "connection_init"}
+        if payload is not None:
+            message["payload"] = payload
+        await self.send(message)
+        return await self.recv()
+
+    async def subscribe(self, id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        await self.send({"id": id, "type": "subscribe", "payload": payload})
+
+    async def closed(self, timeout: float = 10.0) -> tuple[int | None, str]:
+        """Waits for the server's close; its code and reason."""
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), timeout)
+        except ConnectionClosed as closed:
+            frame = closed.rcvd
+            return (frame.code if frame else None, frame.reason if frame else "")
+
+    async def nothing_for(self, seconds: float = 0.3) -> None:
+        """Asserts no frame arrives within `seconds` (for 'not delivered' checks; a late
+        frame fails the test, an early one is never missed)."""
+        with contextlib.suppress(TimeoutError):
+            raw = await asyncio.wait_for(self.ws.recv(), seconds)
+            raise AssertionError(f"unexpected frame: {raw}")
+
+
+@contextlib.asynccontextmanager
+async def client(url: str, subprotocols: list[str] | None = None) -> AsyncIterator[Client]:
+    protocols = ["graphql-transport-ws"] if subprotocols is None else subprotocols
+    async with connect(url, subprotocols=protocols, open_timeout=10) as ws:  # type: ignore[arg-type]
+        yield Client(ws)
+
+
+def backend_unavailable(name: str, how: str) -> None:
+    """Skips (outside CI) or fails (CI=true) a test whose backend is unreachable."""
+    message = f"{name} is not reachable on 127.0.0.1; start it with: {how}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def reachable(port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
