@@ -81,6 +81,12 @@ struct Cli {
     /// Extra argument for the peer (repeatable), e.g. `--peer-arg=--channel-capacity=4096`.
     #[arg(long = "peer-arg", allow_hyphen_values = true)]
     peer_args: Vec<String>,
+    /// Another server to run the same scenarios against, as `NAME=COMMAND` (repeatable):
+    /// the command (split on spaces) gets `--bind 127.0.0.1:0 --publish-token T` appended
+    /// and must print one "... listening on http://ADDR" line, serve `tick(topic)` on
+    /// /graphql and accept `POST /publish` like fraiseql-server.
+    #[arg(long = "target", value_name = "NAME=COMMAND")]
+    named: Vec<String>,
     /// Show the servers' stderr.
     #[arg(long)]
     server_logs: bool,
@@ -115,7 +121,7 @@ impl Cli {
         Ok(chosen)
     }
 
-    fn targets(&self) -> Vec<Target> {
+    fn targets(&self) -> Result<Vec<Target>, BoxError> {
         let ours = self.server.clone().map(|binary| Target {
             kind: Kind::Ours,
             binary,
@@ -126,7 +132,22 @@ impl Cli {
             binary,
             extra_args: self.peer_args.clone(),
         });
-        ours.into_iter().chain(peer).collect()
+        let mut targets: Vec<Target> = ours.into_iter().chain(peer).collect();
+        for spec in &self.named {
+            let (name, command) = spec
+                .split_once('=')
+                .ok_or_else(|| format!("--target {spec:?}: use NAME=COMMAND"))?;
+            let mut words = command.split_whitespace().map(str::to_owned);
+            let binary = words
+                .next()
+                .ok_or_else(|| format!("--target {spec:?}: the command is empty"))?;
+            targets.push(Target {
+                kind: Kind::Named(name.to_owned()),
+                binary: PathBuf::from(binary),
+                extra_args: words.collect(),
+            });
+        }
+        Ok(targets)
     }
 
     fn options(&self) -> Result<run::Options, BoxError> {
@@ -156,9 +177,9 @@ async fn main() -> ExitCode {
 /// Runs every chosen scenario against every target; `Ok(false)` when a run failed.
 async fn benchmark(cli: Cli) -> Result<bool, BoxError> {
     let scenarios = cli.scenarios()?;
-    let targets = cli.targets();
+    let targets = cli.targets()?;
     if targets.is_empty() {
-        return Err("nothing to benchmark: pass --server and/or --peer".into());
+        return Err("nothing to benchmark: pass --server, --peer and/or --target".into());
     }
     let options = cli.options()?;
     // 10 000 connections need more descriptors than the usual soft limit of 1 024; the
@@ -178,7 +199,7 @@ async fn benchmark(cli: Cli) -> Result<bool, BoxError> {
                 eprintln!("[{}] {}: failed: {err}", scenario.name, target.kind);
                 all_ran = false;
             }
-            rows.push((target.kind, result.map_err(|err| err.to_string())));
+            rows.push((target.kind.clone(), result.map_err(|err| err.to_string())));
             // Let the killed server's sockets go before the next one starts.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

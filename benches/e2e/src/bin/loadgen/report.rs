@@ -65,18 +65,34 @@ pub(crate) fn scenario_table(
             }
         }
     }
-    let throughput = |wanted: Kind| {
+    let throughput = |wanted: &Kind| {
         rows.iter().find_map(|(kind, row)| match row {
-            Ok(m) if *kind == wanted && m.throughput > 0.0 => Some(m.throughput),
+            Ok(m) if kind == wanted && m.throughput > 0.0 => Some(m.throughput),
             _ => None,
         })
     };
-    if let (Some(ours), Some(peer)) = (throughput(Kind::Ours), throughput(Kind::Peer)) {
+    if let (Some(ours), Some(peer)) = (throughput(&Kind::Ours), throughput(&Kind::Peer)) {
         let _ = writeln!(
             out,
             "\nThroughput ours/peer: **{:.2}×** delivered msg/s.",
             ours / peer
         );
+    }
+    // With other targets: every server's throughput against the last one (the peer you
+    // list last, e.g. Strawberry).
+    if rows.iter().any(|(kind, _)| matches!(kind, Kind::Named(_))) {
+        if let Some(((base_kind, _), others)) = rows.split_last() {
+            let base = throughput(base_kind).unwrap_or(f64::NAN);
+            for (kind, _) in others.iter().filter(|_| base.is_finite()) {
+                if let Some(t) = throughput(kind) {
+                    let _ = writeln!(
+                        out,
+                        "\nThroughput {kind}/{base_kind}: **{:.2}×** delivered msg/s.",
+                        t / base
+                    );
+                }
+            }
+        }
     }
     for note in notes {
         let _ = writeln!(out, "\n- {note}");

@@ -76,7 +76,7 @@ pub(crate) async fn run(
     options: &Options,
 ) -> Result<Measurement, BoxError> {
     let mut server = RunningServer::start(target, options.show_logs).await?;
-    let result = drive(&server, target.kind, scenario, options).await;
+    let result = drive(&server, target.kind.clone(), scenario, options).await;
     let peak = server.peak_rss_kib().ok();
     let exited = server.exited();
     server.stop().await;

@@ -19,12 +19,15 @@ use crate::BoxError;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which implementation a target is; decides its command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// `fraiseql-server`.
     Ours,
     /// `peer-async-graphql`.
     Peer,
+    /// Any other server honouring the same contract (`--target NAME=COMMAND`): the Python
+    /// package's adapters, a Strawberry peer.
+    Named(String),
 }
 
 impl fmt::Display for Kind {
@@ -32,6 +35,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Self::Ours => "fraiseql-server",
             Self::Peer => "async-graphql",
+            Self::Named(name) => name,
         })
     }
 }
@@ -41,7 +45,7 @@ impl fmt::Display for Kind {
 pub(crate) struct Target {
     pub(crate) kind: Kind,
     pub(crate) binary: PathBuf,
-    /// Extra arguments appended to the command line (`--server-arg`, `--peer-arg`).
+    /// Extra arguments (`--server-arg`, `--peer-arg`, or a `--target` command's own).
     pub(crate) extra_args: Vec<String>,
 }
 
@@ -63,14 +67,21 @@ impl RunningServer {
     pub(crate) async fn start(target: &Target, show_logs: bool) -> Result<Self, BoxError> {
         let token = random_token();
         let mut command = Command::new(&target.binary);
+        let named = matches!(target.kind, Kind::Named(_));
+        if named {
+            // A `--target` command's own words (a script after its interpreter) come first.
+            command.args(&target.extra_args);
+        }
         command.args(["--bind", "127.0.0.1:0", "--publish-token", &token]);
         if target.kind == Kind::Ours {
             // The peer has no subscribe rate limit; the production preset's (20/s shared by
             // every anonymous client) would refuse the benchmark's own setup.
             command.args(["--field", "tick=bench:{topic}", "--subscribe-rate", "0"]);
         }
+        if !named {
+            command.args(&target.extra_args);
+        }
         command
-            .args(&target.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(if show_logs {
