@@ -271,6 +271,41 @@ async def test_publish_sync_from_a_thread_and_bad_publishes() -> None:
     await manager.shutdown()
 
 
+async def test_publish_sync_refuses_the_loop_it_would_deadlock() -> None:
+    # With a Python resolver the engine needs the manager's loop for every event; a
+    # publish_sync flood on that loop's thread used to fill the bus and wait for the loop it
+    # was blocking, forever. On that thread it raises now; from a thread it still works,
+    # for more events than the bus holds, while the loop runs the resolver.
+    events = 6000
+    manager = SubscriptionManager(
+        config=SubscriptionConfig.high_performance(subscribe_rate=0, outbox_capacity=events + 16)
+    )
+
+    @manager.subscription("tick")
+    def tick(event: Any, variables: Any, ctx: Any) -> Any:
+        return event + 1
+
+    await manager.start()
+    await manager.create_subscription("t", "c", "subscription { tick }")
+    with pytest.raises(ExecutorStateError, match=r"await manager\.publish"):
+        manager.publish_sync("tick", 1)
+    with pytest.raises(ExecutorStateError, match="deadlock"):
+        manager.executor.publish_event("message", "tick", 1)
+
+    def flood() -> None:
+        for n in range(events):
+            manager.publish_sync("tick", n)
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    for n in range(events):
+        frame = await manager.get_next_event("t", timeout=10)
+        assert json.loads(frame or b"")["payload"] == {"data": {"tick": n + 1}}
+    await asyncio.to_thread(thread.join, 10)
+    assert not thread.is_alive()
+    await manager.shutdown()
+
+
 def test_messages_parse_strictly() -> None:
     message = PyGraphQLMessage.from_dict(
         {"id": "1", "type": "subscribe", "payload": {"query": "subscription { a }"}}

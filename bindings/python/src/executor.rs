@@ -59,6 +59,8 @@ struct Direct {
 #[derive(Debug)]
 struct Started {
     service: SubscriptionService,
+    /// The loop `start()` ran on: resolvers, auth, hooks and streams run there.
+    event_loop: Py<PyAny>,
     direct: Mutex<HashMap<String, Arc<Direct>>>,
     servers: Mutex<Vec<CancellationToken>>,
 }
@@ -254,6 +256,25 @@ fn audience_from(obj: &Bound<'_, PyAny>) -> PyResult<Audience> {
         }
         _ => Err(bad()),
     }
+}
+
+/// Refuses a blocking call made on the thread running the executor's own event loop. The
+/// engine needs that loop to run resolvers (and auth, hooks, streams); blocking it while the
+/// bus is full would wait for the loop forever. `asyncio.run` refuses to nest for the same
+/// reason.
+fn refuse_blocking_on_own_loop(py: Python<'_>, started: &Started, call: &str) -> PyResult<()> {
+    let running = py.import("asyncio")?.call_method0("_get_running_loop")?;
+    if running.as_ptr() == started.event_loop.as_ptr() {
+        return Err(errors::error(
+            Kind::State,
+            format!(
+                "{call}() blocks its thread, and this thread runs the event loop the manager's \
+                 resolvers, auth and hooks run on: waiting there can deadlock. In async code \
+                 use `await manager.publish(...)`; {call}() is for other threads and sync code"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl PySubscriptionExecutor {
@@ -512,6 +533,7 @@ impl PySubscriptionExecutor {
         };
         let bus = this.bus.clone();
         let owner = slf.clone().unbind();
+        let event_loop = crate::event_loop::running_loop(py)?.unbind();
         crate::interpreter::future_into_py(py, async move {
             let built = async {
                 let bus = bus.connect().await?;
@@ -532,6 +554,7 @@ impl PySubscriptionExecutor {
             };
             let started = Arc::new(Started {
                 service,
+                event_loop,
                 direct: Mutex::new(HashMap::new()),
                 servers: Mutex::new(Vec::new()),
             });
@@ -595,7 +618,9 @@ impl PySubscriptionExecutor {
     }
 
     /// Like `publish`, blocking (with the GIL released) until the bus took the event; for
-    /// code outside any event loop.
+    /// code outside the executor's event loop (another thread, sync code). On the thread of
+    /// that loop it raises `ExecutorStateError`: blocking the loop the engine needs for
+    /// resolvers would deadlock once the bus is full.
     #[pyo3(signature = (channel, data, *, event_type = None, tenant_id = None, audience = None, id = None, correlation_id = None, r#final = false, global_ = false))]
     #[allow(clippy::too_many_arguments)]
     fn publish_sync(
@@ -612,6 +637,7 @@ impl PySubscriptionExecutor {
         global_: bool,
     ) -> PyResult<()> {
         let started = self.started()?;
+        refuse_blocking_on_own_loop(py, &started, "publish_sync")?;
         let Publish { event } = build_event(
             channel,
             data,
@@ -660,6 +686,7 @@ impl PySubscriptionExecutor {
         channel: &str,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        refuse_blocking_on_own_loop(py, &*self.started()?, "publish_event")?;
         self.publish_sync(
             py,
             channel,

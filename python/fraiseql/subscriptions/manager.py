@@ -503,7 +503,11 @@ class SubscriptionManager:
         global_: bool = False,
     ) -> None:
         """Like :meth:`publish`, from synchronous code (a thread, a worker); blocks with the
-        GIL released. The manager must be started."""
+        GIL released. The manager must be started.
+
+        Raises :class:`ExecutorStateError` when called on the thread running the manager's
+        event loop: the engine needs that loop for resolvers, auth and hooks, so blocking it
+        could wait forever once the bus is full. Use ``await publish(...)`` there."""
         self._executor.publish_sync(
             channel,
             data,
