@@ -21,9 +21,13 @@
 //! `pyo3-async-runtimes`, whose bridges attach from tokio threads unconditionally.)
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::panic::PanicException;
@@ -146,6 +150,13 @@ pub(crate) fn runtime() -> PyResult<&'static Handle> {
 /// An awaitable for `future`, run on the engine's runtime: an `asyncio.Future` of the
 /// running loop, completed with the future's value or exception. Cancelling it aborts the
 /// Rust task. Raises `RuntimeError` when no loop is running.
+///
+/// The future is polled once right here (GIL released, inside the runtime's context): most
+/// calls finish then — a publish the bus takes at once, frames already queued — and the
+/// awaitable comes back done, with no engine thread woken and no wake-up of the loop.
+/// Awaiting a done future does not yield to the loop, as with `asyncio.Queue.put` on a
+/// queue with room. Otherwise the future goes on in one task on the runtime, whose outcome
+/// completes the awaitable on the loop's thread.
 pub(crate) fn future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
@@ -157,27 +168,25 @@ where
     let event_loop = running_loop(py)?;
     let waiting = event_loop.call_method0("create_future")?;
     let runtime = runtime()?;
-    let task = runtime.spawn(future);
-    waiting.call_method1(
-        "add_done_callback",
-        (AbortOnDone {
-            task: task.abort_handle(),
-        },),
-    )?;
+    let mut future = Box::pin(AssertUnwindSafe(future).catch_unwind());
+    let first = py.detach(|| {
+        let _entered = runtime.enter();
+        future
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    });
+    if let Poll::Ready(outcome) = first {
+        let outcome = unwound(outcome).and_then(|value| value.into_py_any(py));
+        complete(&waiting, outcome)?;
+        return Ok(waiting);
+    }
     let target = waiting.clone().unbind();
     // An executor's loop has a wake-up line: the outcome is a job for the loop's thread, no
     // GIL taken here. Other loops get it through call_soon_threadsafe.
     let line = LoopLocals::of(&event_loop);
     let event_loop = event_loop.unbind();
-    runtime.spawn(async move {
-        let outcome = match task.await {
-            Ok(outcome) => outcome,
-            // Aborted: the Python future was cancelled (or done) already.
-            Err(err) if err.is_cancelled() => return,
-            Err(err) => Err(PanicException::new_err(format!(
-                "internal error in the fraiseql engine: {err}"
-            ))),
-        };
+    let task = runtime.spawn(async move {
+        let outcome = unwound(future.await);
         if let Some(line) = line {
             // Unscheduled (the loop is gone), the outcome is dropped: nobody waits for it.
             line.call_soon(Box::new(move |py| {
@@ -201,7 +210,31 @@ where
             });
         });
     });
+    // Cancelling (or otherwise finishing) the Python future aborts the task, which then
+    // delivers nothing. The task cannot complete the future before this runs: completing is
+    // a job for this thread, which is busy here.
+    waiting.call_method1(
+        "add_done_callback",
+        (AbortOnDone {
+            task: task.abort_handle(),
+        },),
+    )?;
     Ok(waiting)
+}
+
+/// A future's outcome, with a panic inside it turned into `PanicException` instead of
+/// unwinding further.
+fn unwound<T>(outcome: std::thread::Result<PyResult<T>>) -> PyResult<T> {
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(PanicException::new_err(format!(
+            "internal error in the fraiseql engine: {message}"
+        )))
+    })
 }
 
 /// The done-callback of an awaitable: a cancelled (or otherwise finished) Python future
