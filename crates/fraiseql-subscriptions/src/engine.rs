@@ -776,7 +776,6 @@ impl Engine {
             || event.audience().is_some();
         // Resolver groups (field and arguments) in first-seen order, and where each sits.
         let mut groups: Vec<Vec<Arc<ActiveSubscription>>> = Vec::new();
-        let mut group_index: HashMap<Arc<str>, usize> = HashMap::new();
         // Connections whose outbox overflowed: closed (1008) and unregistered below.
         let mut overflowed: Vec<ConnectionId> = Vec::new();
         // Subscriptions a final event reached: they end (complete) below.
@@ -787,6 +786,11 @@ impl Engine {
         }
         {
             let state = self.read();
+            // Group keys borrowed from the registry while its lock is held; the group of the
+            // previous subscriber is checked first (subscribers of one group mostly come
+            // together), so most subscribers cost a string comparison, no hash.
+            let mut group_index: HashMap<&str, usize> = HashMap::new();
+            let mut last_group: Option<(&str, usize)> = None;
             let mut candidates = state.registry.on_channel(event.channel()).peekable();
             // No subscriber on the channel: nothing to do.
             candidates.peek()?;
@@ -807,12 +811,18 @@ impl Engine {
                     }
                     continue;
                 };
-                let index = *group_index
-                    .entry(Arc::clone(&resolution.group))
-                    .or_insert_with(|| {
-                        groups.push(Vec::new());
-                        groups.len() - 1
-                    });
+                let key: &str = &resolution.group;
+                let index = match last_group {
+                    Some((last, index)) if last == key => index,
+                    _ => {
+                        let index = *group_index.entry(key).or_insert_with(|| {
+                            groups.push(Vec::new());
+                            groups.len() - 1
+                        });
+                        last_group = Some((key, index));
+                        index
+                    }
+                };
                 if let Some(members) = groups.get_mut(index) {
                     members.push(Arc::clone(sub));
                 }
