@@ -306,36 +306,6 @@ async def test_publish_sync_refuses_the_loop_it_would_deadlock() -> None:
     await manager.shutdown()
 
 
-async def test_awaitables_finish_in_their_first_poll_when_they_can() -> None:
-    manager = SubscriptionManager(config=SubscriptionConfig.development())
-    manager.subscription("tick")
-    await manager.start()
-    await manager.create_subscription("t", "c", "subscription { tick }")
-    executor = manager.executor
-    # Nothing queued yet: this one waits on the runtime, and is completed from there.
-    waiting = asyncio.ensure_future(executor.next_event_async("t"))
-    await asyncio.sleep(0)
-    assert not waiting.done()
-    # The in-memory bus has room: the publish is done before it is awaited.
-    published = executor.publish("tick", 1)
-    assert asyncio.isfuture(published)
-    assert published.done()
-    await published
-    frame = await asyncio.wait_for(waiting, 5)
-    assert json.loads(frame or b"")["payload"] == {"data": {"tick": 1}}
-    # A frame already queued: done at once as well.
-    await manager.publish("tick", 2)
-    for _ in range(100):
-        if executor.get_metrics()["events_delivered"] >= 2:
-            break
-        await asyncio.sleep(0.01)
-    queued = executor.next_event_async("t")
-    assert asyncio.isfuture(queued)
-    assert queued.done()
-    assert json.loads(await queued or b"")["payload"] == {"data": {"tick": 2}}
-    await manager.shutdown()
-
-
 def test_messages_parse_strictly() -> None:
     message = PyGraphQLMessage.from_dict(
         {"id": "1", "type": "subscribe", "payload": {"query": "subscription { a }"}}

@@ -24,7 +24,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -151,12 +150,11 @@ pub(crate) fn runtime() -> PyResult<&'static Handle> {
 /// running loop, completed with the future's value or exception. Cancelling it aborts the
 /// Rust task. Raises `RuntimeError` when no loop is running.
 ///
-/// The future is polled once right here (GIL released, inside the runtime's context): most
-/// calls finish then — a publish the bus takes at once, frames already queued — and the
-/// awaitable comes back done, with no engine thread woken and no wake-up of the loop.
-/// Awaiting a done future does not yield to the loop, as with `asyncio.Queue.put` on a
-/// queue with room. Otherwise the future goes on in one task on the runtime, whose outcome
-/// completes the awaitable on the loop's thread.
+/// One task on the runtime runs the future and hands its outcome to the loop's thread.
+/// (Polling it once on the calling thread first, to skip the round trip when it can finish
+/// at once, was measured and left out: under overload a publisher sharing the loop with
+/// the ASGI frame writers then outpaced them, and slow-consumer closes followed; the round
+/// trip holds it to their pace. See docs/benchmarks.md.)
 pub(crate) fn future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
@@ -168,18 +166,7 @@ where
     let event_loop = running_loop(py)?;
     let waiting = event_loop.call_method0("create_future")?;
     let runtime = runtime()?;
-    let mut future = Box::pin(AssertUnwindSafe(future).catch_unwind());
-    let first = py.detach(|| {
-        let _entered = runtime.enter();
-        future
-            .as_mut()
-            .poll(&mut Context::from_waker(std::task::Waker::noop()))
-    });
-    if let Poll::Ready(outcome) = first {
-        let outcome = unwound(outcome).and_then(|value| value.into_py_any(py));
-        complete(&waiting, outcome)?;
-        return Ok(waiting);
-    }
+    let future = AssertUnwindSafe(future).catch_unwind();
     let target = waiting.clone().unbind();
     // An executor's loop has a wake-up line: the outcome is a job for the loop's thread, no
     // GIL taken here. Other loops get it through call_soon_threadsafe.
