@@ -12,32 +12,15 @@ import asyncio
 import statistics
 import sys
 import time
-from typing import Any
 
-from fraiseql.subscriptions import SubscriptionConfig, SubscriptionManager
+from resolver_cpu import tick_manager
 
 
 async def run(
     events: int, kind: str, groups: int = 1, pipelined: bool = False
 ) -> tuple[float, float]:
     # An outbox that holds every frame: the pipelined run publishes them all before reading.
-    config = SubscriptionConfig.high_performance(
-        subscribe_rate=0, outbox_capacity=max(events, 4096)
-    )
-    manager = SubscriptionManager(config=config)
-    register = manager.subscription("tick", channel="t")
-    if kind == "sync":
-
-        @register
-        def tick(event: Any, variables: Any, ctx: Any) -> Any:
-            return event
-
-    elif kind == "async":
-
-        @register
-        async def tick_async(event: Any, variables: Any, ctx: Any) -> Any:
-            return event
-
+    manager = tick_manager(kind, events)
     # Each subscription names a different `g`: one resolver group each.
     for g in range(groups):
         await manager.create_subscription(f"s{g}", "c", f"subscription {{ tick(g: {g}) {{ n }} }}")

@@ -30,7 +30,9 @@ from fraiseql.subscriptions import SubscriptionConfig, SubscriptionManager
 KINDS = ("rust", "sync", "async")
 
 
-def _manager(kind: str, events: int) -> SubscriptionManager:
+def tick_manager(kind: str, events: int) -> SubscriptionManager:
+    """A manager whose `tick` field (channel `t`) is Rust-only (`rust`) or has an identity
+    resolver (`sync`, `async`), with outboxes holding `events` frames."""
     config = SubscriptionConfig.high_performance(
         subscribe_rate=0, outbox_capacity=max(events, 4096)
     )
@@ -74,7 +76,7 @@ async def _read(session: Any, events: int) -> None:
 
 async def run(kind: str, events: int, paced: bool) -> float:
     """CPU µs per delivered event (every thread of the process)."""
-    manager = _manager(kind, events)
+    manager = tick_manager(kind, events)
     await manager.start()
     session = manager.executor.open_session("graphql-transport-ws")
     session.feed(json.dumps({"type": "connection_init"}))
