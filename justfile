@@ -97,8 +97,7 @@ bench-python *args="--scenario saturation,fanout":
         --target "fastapi=.venv/bin/python benches/python/fastapi_server.py" \
         --target "strawberry=.venv/bin/python benches/python/strawberry_server.py" {{args}}
 
-# What a Python resolver adds per event per group: CPU time through a client session
-# (resolver_cpu.py), then wall-clock round trips through the direct API (resolver_cost.py).
+# What a Python resolver adds per event per group: CPU time, then wall-clock round trips.
 bench-resolver: (python-dev "--release")
     .venv/bin/python benches/python/resolver_cpu.py
     .venv/bin/python benches/python/resolver_cost.py
