@@ -38,10 +38,16 @@ python-dev *args:
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
     cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --quiet {{args}}
 
-# The Python package's tests (pytest against real uvicorn and native servers), and the demo
-# page in headless Chromium against the Python demo (the JS test of `just demo`).
-test-python: python-dev
-    cd python && ../.venv/bin/python -m pytest -q
+# The release wheel users install, into target/wheels: one abi3 wheel for CPython >= 3.10,
+# stripped, linked by zig against glibc 2.17 (manylinux2014) and checked by auditwheel.
+wheel: python-dev
+    rm -f target/wheels/fraiseql_subscriptions-*.whl && cd python && PATH="$PWD/../.venv/bin:$PATH" maturin build --release --zig --compatibility manylinux2014 --out ../target/wheels
+
+# The Python package's tests (pytest against real uvicorn and native servers; test_wheel.py
+# installs the release wheel of `just wheel` into a fresh virtualenv), and the demo page in
+# headless Chromium against the Python demo (the JS test of `just demo`).
+test-python: python-dev wheel
+    cd python && FRAISEQL_WHEEL="$(ls "$PWD"/../target/wheels/fraiseql_subscriptions-*.whl)" ../.venv/bin/python -m pytest -q
     mkdir -p target
     printf '#!/bin/sh\nexec "%s/.venv/bin/python" "%s/examples/python/chat_fastapi.py" "$@"\n' "$PWD" "$PWD" > target/demo-python
     chmod +x target/demo-python
@@ -50,7 +56,7 @@ test-python: python-dev
 
 # Python lints: ruff (lint and format) and mypy --strict on the package.
 lint-python: python-dev
-    cd python && ../.venv/bin/ruff check . ../examples/python ../benches/python && ../.venv/bin/ruff format --check . ../examples/python ../benches/python && ../.venv/bin/mypy --strict fraiseql
+    cd python && ../.venv/bin/ruff check . ../examples/python ../benches/python && ../.venv/bin/ruff format --check . ../examples/python ../benches/python && ../.venv/bin/mypy --strict fraiseql_subscriptions
 
 # Format everything.
 fmt:

@@ -8,8 +8,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
-from fraiseql.integrations.fastapi import SubscriptionRouterFactory
-from fraiseql.subscriptions import SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions import SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions.integrations.fastapi import SubscriptionRouterFactory
 
 from _common import announce, authorized, listening_socket, parse_args
 

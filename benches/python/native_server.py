@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fraiseql.subscriptions import SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions import SubscriptionConfig, SubscriptionManager
 
 from _common import announce, parse_args
 

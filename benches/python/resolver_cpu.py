@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from fraiseql.subscriptions import SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions import SubscriptionConfig, SubscriptionManager
 
 KINDS = ("rust", "sync", "async")
 

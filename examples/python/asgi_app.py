@@ -5,8 +5,8 @@ uvicorn examples.python.asgi_app:app             # ws://127.0.0.1:8000/graphql
 
 from __future__ import annotations
 
-from fraiseql.integrations.asgi import SubscriptionASGIApp
-from fraiseql.subscriptions import SubscriptionManager
+from fraiseql_subscriptions import SubscriptionManager
+from fraiseql_subscriptions.integrations.asgi import SubscriptionASGIApp
 
 manager = SubscriptionManager()
 manager.subscription("message", channel="room:{room}")

@@ -24,8 +24,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, Response
-from fraiseql.integrations.fastapi import SubscriptionRouterFactory
-from fraiseql.subscriptions import EventBusConfig, SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions import EventBusConfig, SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions.integrations.fastapi import SubscriptionRouterFactory
 from pydantic import BaseModel, Field
 
 ROOT = Path(__file__).resolve().parents[2]

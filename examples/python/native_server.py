@@ -11,7 +11,7 @@ import asyncio
 import sys
 from typing import Any
 
-from fraiseql.subscriptions import Principal, SubscriptionManager
+from fraiseql_subscriptions import Principal, SubscriptionManager
 
 
 async def auth(payload: dict[str, Any] | None) -> Principal:

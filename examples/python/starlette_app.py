@@ -5,8 +5,8 @@ uvicorn examples.python.starlette_app:app        # ws://127.0.0.1:8000/graphql
 
 from __future__ import annotations
 
-from fraiseql.integrations.starlette import create_subscription_app
-from fraiseql.subscriptions import SubscriptionManager
+from fraiseql_subscriptions import SubscriptionManager
+from fraiseql_subscriptions.integrations.starlette import create_subscription_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

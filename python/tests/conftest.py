@@ -18,7 +18,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from fraiseql.subscriptions import SubscriptionManager
+from fraiseql_subscriptions import SubscriptionManager
 
 TRANSPORTS = ["fastapi", "starlette", "asgi", "native"]
 
@@ -43,7 +43,7 @@ def build_app(kind: str, manager: SubscriptionManager) -> Any:
     if kind == "fastapi":
         from fastapi import FastAPI
 
-        from fraiseql.integrations.fastapi import SubscriptionRouterFactory
+        from fraiseql_subscriptions.integrations.fastapi import SubscriptionRouterFactory
 
         app = FastAPI(lifespan=manager.lifespan)
         app.include_router(SubscriptionRouterFactory.create(manager))
@@ -51,13 +51,13 @@ def build_app(kind: str, manager: SubscriptionManager) -> Any:
     if kind == "starlette":
         from starlette.applications import Starlette
 
-        from fraiseql.integrations.starlette import create_subscription_app
+        from fraiseql_subscriptions.integrations.starlette import create_subscription_app
 
         app = Starlette(lifespan=manager.lifespan)
         create_subscription_app(app, manager)
         return app
     if kind == "asgi":
-        from fraiseql.integrations.asgi import SubscriptionASGIApp
+        from fraiseql_subscriptions.integrations.asgi import SubscriptionASGIApp
 
         return SubscriptionASGIApp(manager)
     raise ValueError(kind)

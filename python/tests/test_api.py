@@ -16,8 +16,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from fraiseql._fraiseql_rs import subscriptions as rs
-from fraiseql.subscriptions import (
+from fraiseql_subscriptions import (
     Complete,
     ConfigurationError,
     EventBusConfig,
@@ -31,6 +30,7 @@ from fraiseql.subscriptions import (
     SubscriptionManager,
     to_json,
 )
+from fraiseql_subscriptions import _native as rs
 
 
 class Color(enum.Enum):
@@ -189,7 +189,9 @@ def test_bad_fields_are_refused_at_registration() -> None:
 
 async def test_executor_states() -> None:
     executor = PySubscriptionExecutor()
-    with pytest.raises(ExecutorStateError, match="not started"):
+    # A Python resolver runs on the loop start() is awaited on: no implicit start.
+    executor.register_field("x", "x", resolver=lambda event, variables, ctx: (event, False))
+    with pytest.raises(ExecutorStateError, match=r"await executor\.start\(\)"):
         executor.publish_sync("c", 1)
     await executor.start()
     with pytest.raises(ExecutorStateError, match="already started"):
@@ -332,7 +334,7 @@ def test_messages_parse_strictly() -> None:
 
 
 def test_negotiation() -> None:
-    negotiate = rs.PySubscriptionExecutor.negotiate
+    negotiate = rs.SubscriptionExecutor.negotiate
     assert negotiate(["graphql-transport-ws"]) == "graphql-transport-ws"
     assert negotiate("graphql-ws") == "graphql-ws"
     assert negotiate(["mqtt"]) is None
@@ -412,5 +414,6 @@ async def test_publish_json_checks_the_body_in_rust() -> None:
     ):
         with pytest.raises(ConfigurationError, match=says):
             await manager.publish_json(bad)
-    assert await manager.get_next_event("t", timeout=0.2) is None
+    with pytest.raises(TimeoutError, match="still active"):
+        await manager.get_next_event("t", timeout=0.2)
     await manager.shutdown()

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from fraiseql.subscriptions import SubscriptionManager
+from fraiseql_subscriptions import SubscriptionManager
 
 PROGRAM = textwrap.dedent(
     """
     import asyncio, json
     from websockets.asyncio.client import connect
-    from fraiseql.subscriptions import SubscriptionManager
+    from fraiseql_subscriptions import SubscriptionManager
 
     async def main(shutdown):
         manager = SubscriptionManager()
@@ -89,7 +89,7 @@ async def test_the_process_exits_cleanly(shutdown: bool) -> None:
 UNDER_LOAD = textwrap.dedent(
     """
     import asyncio, dataclasses, subprocess, sys
-    from fraiseql.subscriptions import SubscriptionConfig, SubscriptionManager
+    from fraiseql_subscriptions import SubscriptionConfig, SubscriptionManager
 
     CLIENT = '''
     import asyncio, json, sys, threading, urllib.request
@@ -175,7 +175,7 @@ LATE_COMPLETION = textwrap.dedent(
     import asyncio, atexit
     state = {}
     atexit.register(lambda: state["server"].stop())
-    from fraiseql.subscriptions import SubscriptionManager
+    from fraiseql_subscriptions import SubscriptionManager
 
     async def main():
         manager = SubscriptionManager()
@@ -206,7 +206,7 @@ THREADS_JOINED = textwrap.dedent(
     """
     import asyncio, atexit, os
     atexit.register(lambda: print("threads", len(os.listdir("/proc/self/task"))))
-    from fraiseql.subscriptions import SubscriptionManager
+    from fraiseql_subscriptions import SubscriptionManager
 
     async def main(shutdown):
         manager = SubscriptionManager()
@@ -290,7 +290,7 @@ async def test_started_and_stopped_managers_leave_no_wake_up_lines() -> None:
 LOOP_GONE = textwrap.dedent(
     """
     import asyncio, json
-    from fraiseql.subscriptions import SubscriptionManager
+    from fraiseql_subscriptions import SubscriptionManager
 
     manager = SubscriptionManager()
 

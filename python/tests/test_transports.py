@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import client, serve
 
-from fraiseql.subscriptions import (
+from fraiseql_subscriptions import (
     AuthenticationError,
     Complete,
     JwtAuth,

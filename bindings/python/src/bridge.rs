@@ -24,7 +24,7 @@ use crate::convert::{map_to_py, py_to_value, value_to_py};
 /// so it holds nothing about any one connection.
 #[pyclass(
     name = "ResolverContext",
-    module = "fraiseql._fraiseql_rs.subscriptions",
+    module = "fraiseql_subscriptions._native",
     frozen
 )]
 #[derive(Debug)]

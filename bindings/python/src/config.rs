@@ -31,8 +31,8 @@ enum BusKind {
 /// config is built (`ConfigurationError`, a `ValueError`, naming the setting); the server
 /// is contacted when the executor starts.
 #[pyclass(
-    name = "PyEventBusConfig",
-    module = "fraiseql._fraiseql_rs.subscriptions",
+    name = "EventBusConfig",
+    module = "fraiseql_subscriptions._native",
     frozen
 )]
 #[derive(Debug, Clone)]
@@ -72,8 +72,12 @@ impl PyEventBusConfig {
     /// A Redis bus: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
     /// `mode` is `"pubsub"` (lowest latency, at-most-once) or `"streams"` (durable:
     /// resumes after a disconnect); `prefix` separates deployments sharing one Redis.
+    /// `consumer_group` (the original plan's argument) is refused with an error naming
+    /// `mode="streams"`: a consumer group hands each event to one process only, which
+    /// would starve the subscribers of every other process.
     #[staticmethod]
-    #[pyo3(signature = (url, *, mode = "pubsub", prefix = None, stream_max_len = None, command_timeout = None, connect_timeout = None))]
+    #[pyo3(signature = (url, *, mode = "pubsub", prefix = None, stream_max_len = None, command_timeout = None, connect_timeout = None, consumer_group = None))]
+    #[allow(clippy::too_many_arguments)]
     fn redis(
         url: &str,
         mode: &str,
@@ -81,7 +85,17 @@ impl PyEventBusConfig {
         stream_max_len: Option<u64>,
         command_timeout: Option<f64>,
         connect_timeout: Option<f64>,
+        consumer_group: Option<String>,
     ) -> PyResult<Self> {
+        if let Some(group) = consumer_group {
+            return Err(config(format!(
+                "consumer_group={group:?} is not supported: a Redis consumer group hands each \
+                 event to one process only, so subscribers connected to the other processes \
+                 would miss it. For delivery that survives a disconnect use \
+                 EventBusConfig.redis(url, mode=\"streams\") (every process reads every \
+                 event and resumes from its last id); drop consumer_group="
+            )));
+        }
         let mut cfg = RedisBusConfig::from_url(url).map_err(|e| config(e.to_string()))?;
         let mode: RedisMode = mode
             .parse()
@@ -108,11 +122,12 @@ impl PyEventBusConfig {
     /// A PostgreSQL bus (LISTEN/NOTIFY plus an events table for large payloads and
     /// catch-up): `postgres://user[:password]@host[:port]/db` or the `key=value` form.
     /// `install=False` leaves the schema to your migrations (see the guide).
+    /// `connection_string=` is the original plan's name for `dsn` (give one of them).
     #[staticmethod]
-    #[pyo3(signature = (dsn, *, prefix = None, schema = None, events_table = None, retention_seconds = None, retention_max_count = None, install = true, connect_timeout = None))]
+    #[pyo3(signature = (dsn = None, *, prefix = None, schema = None, events_table = None, retention_seconds = None, retention_max_count = None, install = true, connect_timeout = None, connection_string = None))]
     #[allow(clippy::too_many_arguments)]
     fn postgresql(
-        dsn: &str,
+        dsn: Option<&str>,
         prefix: Option<String>,
         schema: Option<String>,
         events_table: Option<String>,
@@ -120,7 +135,22 @@ impl PyEventBusConfig {
         retention_max_count: Option<u64>,
         install: bool,
         connect_timeout: Option<f64>,
+        connection_string: Option<&str>,
     ) -> PyResult<Self> {
+        let dsn = match (dsn, connection_string) {
+            (Some(dsn), None) | (None, Some(dsn)) => dsn,
+            (Some(_), Some(_)) => {
+                return Err(config(
+                    "give the PostgreSQL address once: dsn or connection_string, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(config(
+                    "EventBusConfig.postgresql needs the database address: \
+                     postgresql(\"postgres://user@host:5432/db\")",
+                ))
+            }
+        };
         let mut cfg = PostgresBusConfig::from_url(dsn).map_err(|e| config(e.to_string()))?;
         if let Some(prefix) = prefix {
             cfg = cfg.with_prefix(prefix);
@@ -157,11 +187,17 @@ impl PyEventBusConfig {
         }
     }
 
+    /// The original plan's name for `kind`.
+    #[getter]
+    fn bus_type(&self) -> &'static str {
+        self.kind()
+    }
+
     fn __repr__(&self) -> String {
         match &self.kind {
-            BusKind::Memory { .. } => "PyEventBusConfig.memory()".to_owned(),
-            BusKind::Redis(cfg) => format!("PyEventBusConfig.redis({:?})", cfg.redacted_url()),
-            BusKind::Postgres(cfg) => format!("PyEventBusConfig.postgresql({:?})", cfg.target()),
+            BusKind::Memory { .. } => "EventBusConfig.memory()".to_owned(),
+            BusKind::Redis(cfg) => format!("EventBusConfig.redis({:?})", cfg.redacted_url()),
+            BusKind::Postgres(cfg) => format!("EventBusConfig.postgresql({:?})", cfg.target()),
         }
     }
 }
@@ -201,6 +237,8 @@ pub(crate) struct Settings {
     pub(crate) engine: EngineConfig,
     pub(crate) connection: ConnectionConfig,
     pub(crate) path: String,
+    /// Aliases of `path` also served natively (`legacy_path`).
+    pub(crate) extra_paths: Vec<String>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) write_timeout: Duration,
     pub(crate) publish_token: Option<String>,
@@ -210,6 +248,7 @@ pub(crate) struct Settings {
 const KEYS: &[&str] = &[
     "preset",
     "path",
+    "legacy_path",
     "outbox_capacity",
     "overflow",
     "subscribe_rate",
@@ -403,10 +442,16 @@ impl Settings {
             .map(|v| v.extract())
             .transpose()?
             .unwrap_or_else(|| "/graphql".to_owned());
+        let extra_paths = get(dict, "legacy_path")?
+            .map(|v| v.extract::<String>())
+            .transpose()?
+            .into_iter()
+            .collect();
         Ok(Self {
             engine,
             connection,
             path,
+            extra_paths,
             max_connections: get_usize(dict, "max_connections")?,
             write_timeout: get_secs(dict, "write_timeout")?.unwrap_or(Duration::from_secs(10)),
             publish_token: get(dict, "publish_token")?

@@ -1,7 +1,7 @@
 //! Python values ↔ JSON values, faithfully: `bool` stays `bool` (it is checked before
 //! `int`), integers stay integers, and everything JSON has no type for (datetime, date,
 //! UUID, Decimal, Enum, dataclasses, pydantic models, sets) goes through the Python
-//! package's `default` hook (`fraiseql.subscriptions._json.to_jsonable`), which returns a
+//! package's `default` hook (`fraiseql_subscriptions.subscriptions._json.to_jsonable`), which returns a
 //! JSON-able stand-in or raises a `TypeError` naming the type.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};

@@ -9,7 +9,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
 /// The module the classes say they belong to.
-const MODULE: &str = "fraiseql._fraiseql_rs.subscriptions";
+const MODULE: &str = "fraiseql_subscriptions._native";
 
 /// Which of our exceptions.
 #[derive(Debug, Clone, Copy)]

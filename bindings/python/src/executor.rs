@@ -59,8 +59,9 @@ struct Direct {
 #[derive(Debug)]
 struct Started {
     service: SubscriptionService,
-    /// The loop `start()` ran on: resolvers, auth, hooks and streams run there.
-    event_loop: Py<PyAny>,
+    /// The loop `start()` ran on: resolvers, auth, hooks and streams run there. `None`
+    /// when the executor started itself from synchronous code (it has none of those).
+    event_loop: Option<Py<PyAny>>,
     direct: Mutex<HashMap<String, Arc<Direct>>>,
     servers: Mutex<Vec<CancellationToken>>,
 }
@@ -69,11 +70,7 @@ struct Started {
 /// HS256 with a shared secret or RS256 with a PEM public key; `exp` is required, `nbf`,
 /// `aud` and `iss` are checked when configured. Claims `sub`, `tenant_id`, `roles` and
 /// `scope`/`scopes` become the principal.
-#[pyclass(
-    name = "JwtAuth",
-    module = "fraiseql._fraiseql_rs.subscriptions",
-    frozen
-)]
+#[pyclass(name = "JwtAuth", module = "fraiseql_subscriptions._native", frozen)]
 #[derive(Debug, Clone)]
 pub(crate) struct PyJwtAuth {
     inner: JwtAuthenticator,
@@ -141,8 +138,8 @@ impl PyJwtAuth {
 /// await ex.publish("room:lobby", {"text": "hi"})
 /// ```
 #[pyclass(
-    name = "PySubscriptionExecutor",
-    module = "fraiseql._fraiseql_rs.subscriptions",
+    name = "SubscriptionExecutor",
+    module = "fraiseql_subscriptions._native",
     frozen
 )]
 #[derive(Debug)]
@@ -175,6 +172,10 @@ fn strings_requirement(
     requirement.all_scopes = scopes.into_iter().collect();
     Some(requirement)
 }
+
+/// How long `publish_event` waits for the dispatch of its event to this process's own
+/// subscribers before returning anyway (the event was published; a bus may have lost it).
+const PUBLISH_EVENT_WAIT: Duration = Duration::from_secs(10);
 
 /// The arguments of one publish, read with the GIL held.
 struct Publish {
@@ -263,8 +264,11 @@ fn audience_from(obj: &Bound<'_, PyAny>) -> PyResult<Audience> {
 /// bus is full would wait for the loop forever. `asyncio.run` refuses to nest for the same
 /// reason.
 fn refuse_blocking_on_own_loop(py: Python<'_>, started: &Started, call: &str) -> PyResult<()> {
+    let Some(event_loop) = &started.event_loop else {
+        return Ok(());
+    };
     let running = py.import("asyncio")?.call_method0("_get_running_loop")?;
-    if running.as_ptr() == started.event_loop.as_ptr() {
+    if running.as_ptr() == event_loop.as_ptr() {
         return Err(errors::error(
             Kind::State,
             format!(
@@ -278,15 +282,45 @@ fn refuse_blocking_on_own_loop(py: Python<'_>, started: &Started, call: &str) ->
 }
 
 impl PySubscriptionExecutor {
+    /// Whether any Python code must run on an event loop: resolvers, streams, an auth
+    /// callable or lifecycle hooks.
+    fn needs_event_loop(&self) -> bool {
+        lock(&self.fields)
+            .iter()
+            .any(|(_, f)| f.resolver.is_some() || f.stream.is_some())
+            || matches!(*lock(&self.auth), AuthSpec::Python(_))
+            || lock(&self.hooks).is_some()
+    }
+
     /// The service builder: settings, fields (with their Python resolvers and streams),
-    /// auth and hooks, bound to the running event loop.
+    /// auth and hooks, bound to the running event loop when Python code needs one.
     fn service_builder(&self, py: Python<'_>, settings: Settings) -> PyResult<ServiceBuilder> {
-        let locals = crate::event_loop::LoopLocals::current(py)?;
+        let locals = if self.needs_event_loop() {
+            Some(crate::event_loop::LoopLocals::current(py)?)
+        } else {
+            None
+        };
+        let needs_loop = || {
+            locals.clone().ok_or_else(|| {
+                errors::error(
+                    Kind::State,
+                    "this executor has Python resolvers, auth or hooks: await start() on \
+                     the event loop they should run on",
+                )
+            })
+        };
+        let mut engine = settings.engine;
+        // With no field declared, every root field is served on the channel named after
+        // it (the original plan's direct API names fields only in its subscriptions).
+        engine.implicit_fields = lock(&self.fields).is_empty();
         let mut builder = SubscriptionService::builder()
             .path(settings.path.clone())
-            .engine_config(settings.engine)
+            .engine_config(engine)
             .connection_config(settings.connection)
             .write_timeout(settings.write_timeout);
+        for path in settings.extra_paths {
+            builder = builder.also_path(path);
+        }
         if let Some(max) = settings.max_connections {
             builder = builder.max_connections(max);
         }
@@ -297,7 +331,7 @@ impl PySubscriptionExecutor {
             let mut field = match &spec.stream {
                 Some(start) => FieldConfig::stream(Arc::new(PyStreamSource::new(
                     start.clone_ref(py),
-                    Arc::clone(&locals),
+                    needs_loop()?,
                 ))),
                 None => FieldConfig::new(&spec.channel).map_err(|e| config(e.to_string()))?,
             };
@@ -311,7 +345,7 @@ impl PySubscriptionExecutor {
                 field = field.with_resolver(Arc::new(PyResolver::new(
                     py,
                     resolver.clone_ref(py),
-                    Arc::clone(&locals),
+                    needs_loop()?,
                 )?));
             }
             builder = builder.field(name.clone(), field);
@@ -319,15 +353,13 @@ impl PySubscriptionExecutor {
         let authenticator: Arc<dyn Authenticator> = match &*lock(&self.auth) {
             AuthSpec::Anonymous => Arc::new(AllowAnonymous),
             AuthSpec::Rust(a) => Arc::clone(a),
-            AuthSpec::Python(f) => {
-                Arc::new(PyAuthenticator::new(f.clone_ref(py), Arc::clone(&locals)))
-            }
+            AuthSpec::Python(f) => Arc::new(PyAuthenticator::new(f.clone_ref(py), needs_loop()?)),
         };
         builder = builder.authenticator(authenticator);
         if let Some(dispatch) = &*lock(&self.hooks) {
             builder = builder.observer(Arc::new(PyObserver::new(
                 dispatch.clone_ref(py),
-                Arc::clone(&locals),
+                needs_loop()?,
             )));
         }
         Ok(builder)
@@ -348,6 +380,63 @@ impl PySubscriptionExecutor {
                     },
                 )
             })
+    }
+
+    /// The started state, starting the executor here first when it is not: the original
+    /// plan's synchronous flow (construct, `register_subscription`, `publish_event`,
+    /// `next_event`) never awaits `start()`. Only an executor without Python resolvers,
+    /// auth or hooks can start this way (those need the event loop `start()` runs on).
+    fn ensure_started(&self, py: Python<'_>, call: &str) -> PyResult<Arc<Started>> {
+        if let Ok(started) = self.started() {
+            return Ok(started);
+        }
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(errors::error(Kind::State, "the executor is shut down"));
+        }
+        if self.needs_event_loop() {
+            return Err(errors::error(
+                Kind::State,
+                format!(
+                    "{call}() needs a started executor, and this one has Python resolvers, \
+                     auth or hooks, which run on the event loop start() is awaited on: \
+                     `await executor.start()` there first"
+                ),
+            ));
+        }
+        if self
+            .starting
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(errors::error(
+                Kind::State,
+                "the executor is starting: await start() before calling it",
+            ));
+        }
+        let built = self
+            .service_builder(py, self.settings.clone())
+            .and_then(|builder| {
+                let bus = self.bus.clone();
+                let runtime = runtime()?;
+                py.detach(|| runtime.block_on(build_service(bus, builder)))
+            });
+        match built {
+            Ok(service) => {
+                let started = Arc::new(Started {
+                    service,
+                    event_loop: None,
+                    direct: Mutex::new(HashMap::new()),
+                    servers: Mutex::new(Vec::new()),
+                });
+                *self.state.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::clone(&started));
+                Ok(started)
+            }
+            Err(err) => {
+                self.starting
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                Err(err)
+            }
+        }
     }
 
     fn direct(&self, subscription_id: &str) -> PyResult<Arc<Direct>> {
@@ -461,20 +550,7 @@ impl PySubscriptionExecutor {
     /// Who may connect: `None` (anonymous), a `JwtAuth`, or an async callable
     /// `(payload) -> principal dict` that raises to refuse (close 4403).
     fn set_auth(&self, auth: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let spec = match auth {
-            None => AuthSpec::Anonymous,
-            Some(a) if a.is_none() => AuthSpec::Anonymous,
-            Some(a) => {
-                if let Ok(jwt) = a.cast::<PyJwtAuth>() {
-                    AuthSpec::Rust(Arc::new(jwt.get().inner.clone()))
-                } else if a.is_callable() {
-                    AuthSpec::Python(a.clone().unbind())
-                } else {
-                    return Err(config("auth must be None, a JwtAuth or a callable"));
-                }
-            }
-        };
-        *lock(&self.auth) = spec;
+        *lock(&self.auth) = auth_spec(auth)?;
         Ok(())
     }
 
@@ -535,16 +611,7 @@ impl PySubscriptionExecutor {
         let owner = slf.clone().unbind();
         let event_loop = crate::event_loop::running_loop(py)?.unbind();
         crate::interpreter::future_into_py(py, async move {
-            let built = async {
-                let bus = bus.connect().await?;
-                builder
-                    .bus(bus)
-                    .build()
-                    .await
-                    .map_err(|e| config(e.to_string()))
-            }
-            .await;
-            let service = match built {
+            let service = match build_service(bus, builder).await {
                 Ok(service) => service,
                 Err(err) => {
                     // Nothing started: a later start() may try again (the bus may be back).
@@ -554,7 +621,7 @@ impl PySubscriptionExecutor {
             };
             let started = Arc::new(Started {
                 service,
-                event_loop,
+                event_loop: Some(event_loop),
                 direct: Mutex::new(HashMap::new()),
                 servers: Mutex::new(Vec::new()),
             });
@@ -636,7 +703,7 @@ impl PySubscriptionExecutor {
         r#final: bool,
         global_: bool,
     ) -> PyResult<()> {
-        let started = self.started()?;
+        let started = self.ensure_started(py, "publish_sync")?;
         refuse_blocking_on_own_loop(py, &started, "publish_sync")?;
         let Publish { event } = build_event(
             channel,
@@ -678,7 +745,9 @@ impl PySubscriptionExecutor {
     }
 
     /// The original plan's form: `publish_event(event_type, channel, data)`, blocking with
-    /// the GIL released.
+    /// the GIL released (starting the executor first if needed). It returns once this
+    /// process's own subscribers have the event in their queues, so a `next_event` right
+    /// after it sees it (or after `PUBLISH_EVENT_WAIT` at most, when the bus lost it).
     fn publish_event(
         &self,
         py: Python<'_>,
@@ -686,9 +755,9 @@ impl PySubscriptionExecutor {
         channel: &str,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        refuse_blocking_on_own_loop(py, &*self.started()?, "publish_event")?;
-        self.publish_sync(
-            py,
+        let started = self.ensure_started(py, "publish_event")?;
+        refuse_blocking_on_own_loop(py, &started, "publish_event")?;
+        let Publish { event } = build_event(
             channel,
             data,
             Some(event_type),
@@ -698,7 +767,18 @@ impl PySubscriptionExecutor {
             None,
             false,
             false,
-        )
+        )?;
+        let runtime = runtime()?;
+        py.detach(|| {
+            runtime.block_on(
+                started
+                    .service
+                    .engine()
+                    .publish_dispatched(event, PUBLISH_EVENT_WAIT),
+            )
+        })
+        .map(drop)
+        .map_err(|e| errors::error(Kind::Publish, e.to_string()))
     }
 
     /// The subprotocol to accept for a client offering `offered` (the
@@ -717,10 +797,30 @@ impl PySubscriptionExecutor {
 
     /// Opens one connection for a transport that owns the socket (the ASGI adapters):
     /// `subprotocol` is what `negotiate` chose, or `None` (the session then closes 4406).
+    /// `auth` (a `JwtAuth`, or an async callable `(payload) -> principal dict` that raises
+    /// to refuse with 4403) decides this connection's `connection_init` instead of the
+    /// executor's; a callable runs on the loop this is called from.
     /// Raises `SubscriptionError` when shutting down or at `max_connections`.
-    #[pyo3(signature = (subprotocol))]
-    fn open_session(&self, subprotocol: Option<&str>) -> PyResult<PySession> {
+    #[pyo3(signature = (subprotocol, auth = None))]
+    fn open_session(
+        &self,
+        py: Python<'_>,
+        subprotocol: Option<&str>,
+        auth: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PySession> {
         let started = self.started()?;
+        let authenticator: Option<Arc<dyn Authenticator>> = match auth_spec(auth)? {
+            AuthSpec::Anonymous => None,
+            AuthSpec::Rust(a) => Some(a),
+            AuthSpec::Python(f) => {
+                let running = crate::event_loop::running_loop(py)?;
+                let locals = match crate::event_loop::LoopLocals::of(&running) {
+                    Some(locals) => locals,
+                    None => crate::event_loop::LoopLocals::current(py)?,
+                };
+                Some(Arc::new(PyAuthenticator::new(f, locals)))
+            }
+        };
         let protocol = match subprotocol {
             Some(name) => Protocol::from_subprotocol(name)
                 .ok_or_else(|| format!("Unsupported subprotocol {name:?}")),
@@ -731,7 +831,7 @@ impl PySubscriptionExecutor {
         let _entered = runtime()?.enter();
         let session = started
             .service
-            .session(protocol)
+            .session_with(protocol, authenticator)
             .map_err(|e| errors::error(Kind::State, e.to_string()))?;
         Ok(PySession::new(session))
     }
@@ -780,7 +880,7 @@ impl PySubscriptionExecutor {
         tenant_id: Option<String>,
         roles: Option<Vec<String>>,
     ) -> PyResult<()> {
-        let started = self.started()?;
+        let started = self.ensure_started(py, "register_subscription")?;
         let payload = SubscribePayload {
             query,
             operation_name,
@@ -970,6 +1070,36 @@ impl PySubscriptionExecutor {
             Ok(drained)
         })
     }
+}
+
+/// Reads an `auth` argument: `None`, a `JwtAuth` or a callable.
+fn auth_spec(auth: Option<&Bound<'_, PyAny>>) -> PyResult<AuthSpec> {
+    Ok(match auth {
+        None => AuthSpec::Anonymous,
+        Some(a) if a.is_none() => AuthSpec::Anonymous,
+        Some(a) => {
+            if let Ok(jwt) = a.cast::<PyJwtAuth>() {
+                AuthSpec::Rust(Arc::new(jwt.get().inner.clone()))
+            } else if a.is_callable() {
+                AuthSpec::Python(a.clone().unbind())
+            } else {
+                return Err(config("auth must be None, a JwtAuth or a callable"));
+            }
+        }
+    })
+}
+
+/// Connects the bus and builds the service on it.
+async fn build_service(
+    bus: PyEventBusConfig,
+    builder: ServiceBuilder,
+) -> PyResult<SubscriptionService> {
+    let bus = bus.connect().await?;
+    builder
+        .bus(bus)
+        .build()
+        .await
+        .map_err(|e| config(e.to_string()))
 }
 
 /// A direct subscription's outbound message as a graphql-transport-ws frame.

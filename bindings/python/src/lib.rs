@@ -1,9 +1,9 @@
-//! # fraiseql._fraiseql_rs
+//! # fraiseql_subscriptions._native
 //!
-//! The native module of the `fraiseql` Python package: the Rust engine
+//! The native module of the `fraiseql-subscriptions` Python package: the Rust engine
 //! (`fraiseql-subscriptions`), its buses and the native server (`fraiseql-server`) as
-//! Python classes in the submodule `fraiseql._fraiseql_rs.subscriptions`. Users import the
-//! package's own API (`fraiseql.subscriptions`), which is built on these.
+//! Python classes. Users import the
+//! package's own API (`fraiseql_subscriptions.subscriptions`), which is built on these.
 //!
 //! Rules kept everywhere here: every call that can wait releases the GIL or returns an
 //! awaitable; Rust errors become exceptions under `SubscriptionError`; no panic crosses
@@ -23,27 +23,22 @@ mod streams;
 
 use pyo3::prelude::*;
 
-/// The module: `fraiseql._fraiseql_rs` with its `subscriptions` submodule.
+/// The module `fraiseql_subscriptions._native`: every class and function at its top level,
+/// under Python names (`SubscriptionExecutor` for the Rust `PySubscriptionExecutor`, as
+/// pydantic-core exports `Url` for `PyUrl`). The package re-exports them.
 #[pymodule]
-fn _fraiseql_rs(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = module.py();
-    let subscriptions = PyModule::new(py, "subscriptions")?;
-    errors::register(&subscriptions)?;
-    interpreter::register(&subscriptions)?;
-    config::register(&subscriptions)?;
-    messages::register(&subscriptions)?;
-    executor::register(&subscriptions)?;
-    subscriptions.add_class::<bridge::PyResolverContext>()?;
-    subscriptions.add_class::<session::PySession>()?;
-    subscriptions.add_class::<session::PyNativeServer>()?;
-    subscriptions.add_class::<streams::PyStreamSink>()?;
-    subscriptions.add_function(wrap_pyfunction!(convert::set_json_default, &subscriptions)?)?;
-    subscriptions.add_function(wrap_pyfunction!(to_json, &subscriptions)?)?;
-    module.add_submodule(&subscriptions)?;
-    // `from fraiseql._fraiseql_rs.subscriptions import ...` needs the submodule in sys.modules.
-    py.import("sys")?
-        .getattr("modules")?
-        .set_item("fraiseql._fraiseql_rs.subscriptions", &subscriptions)?;
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(module)?;
+    interpreter::register(module)?;
+    config::register(module)?;
+    messages::register(module)?;
+    executor::register(module)?;
+    module.add_class::<bridge::PyResolverContext>()?;
+    module.add_class::<session::PySession>()?;
+    module.add_class::<session::PyNativeServer>()?;
+    module.add_class::<streams::PyStreamSink>()?;
+    module.add_function(wrap_pyfunction!(convert::set_json_default, module)?)?;
+    module.add_function(wrap_pyfunction!(to_json, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -22,8 +22,8 @@ fn protocol_named(name: &str) -> PyResult<Protocol> {
 
 /// A subscription request: the query, its operation name, variables and extensions.
 #[pyclass(
-    name = "PySubscriptionPayload",
-    module = "fraiseql._fraiseql_rs.subscriptions",
+    name = "SubscriptionPayload",
+    module = "fraiseql_subscriptions._native",
     frozen
 )]
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ impl PySubscriptionPayload {
 
     fn __repr__(&self) -> String {
         format!(
-            "PySubscriptionPayload(query={:?}, operation_name={:?})",
+            "SubscriptionPayload(query={:?}, operation_name={:?})",
             self.inner.query, self.inner.operation_name
         )
     }
@@ -97,8 +97,8 @@ impl PySubscriptionPayload {
 
 /// One client message of graphql-transport-ws (or the legacy graphql-ws), validated.
 #[pyclass(
-    name = "PyGraphQLMessage",
-    module = "fraiseql._fraiseql_rs.subscriptions",
+    name = "GraphQLMessage",
+    module = "fraiseql_subscriptions._native",
     frozen
 )]
 #[derive(Debug, Clone)]
@@ -146,6 +146,24 @@ impl PyGraphQLMessage {
         self.message.type_name(self.protocol)
     }
 
+    /// The original plan's name for `type`.
+    #[getter]
+    fn type_(&self) -> &'static str {
+        self.message_type()
+    }
+
+    /// The message's `payload` as a dict (a new one on each access), or `None` when it has
+    /// none.
+    #[getter]
+    fn payload<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let value: Value = serde_json::from_str(&self.message.to_json(self.protocol))
+            .map_err(|e| config(e.to_string()))?;
+        match value.get("payload") {
+            None | Some(Value::Null) => Ok(None),
+            Some(payload) => crate::convert::value_to_py(py, payload).map(Some),
+        }
+    }
+
     /// The subscription id, for `subscribe` / `complete` (`start` / `stop`).
     #[getter]
     fn id(&self) -> Option<&str> {
@@ -167,7 +185,7 @@ impl PyGraphQLMessage {
     }
 
     fn __repr__(&self) -> String {
-        format!("PyGraphQLMessage({})", self.message.to_json(self.protocol))
+        format!("GraphQLMessage({})", self.message.to_json(self.protocol))
     }
 }
 

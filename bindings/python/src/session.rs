@@ -20,11 +20,7 @@ type Batches = Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Outgoing>>>>;
 /// Hand it every frame the client sends (`feed`), write every frame `recv()` returns, in
 /// order (a `str` is a text frame, a `(code, reason)` tuple the close frame to send), until
 /// `recv()` returns `None`; call `client_gone()` when the socket closes.
-#[pyclass(
-    name = "PySession",
-    module = "fraiseql._fraiseql_rs.subscriptions",
-    frozen
-)]
+#[pyclass(name = "Session", module = "fraiseql_subscriptions._native", frozen)]
 #[derive(Debug)]
 pub(crate) struct PySession {
     input: Mutex<SessionInput>,
@@ -141,8 +137,8 @@ impl PySession {
 
 /// A running native server (see `PySubscriptionExecutor.serve`).
 #[pyclass(
-    name = "PyNativeServer",
-    module = "fraiseql._fraiseql_rs.subscriptions",
+    name = "NativeServer",
+    module = "fraiseql_subscriptions._native",
     frozen
 )]
 #[derive(Debug)]
@@ -191,6 +187,6 @@ impl PyNativeServer {
     }
 
     fn __repr__(&self) -> String {
-        format!("PyNativeServer(http://{})", self.local)
+        format!("NativeServer(http://{})", self.local)
     }
 }

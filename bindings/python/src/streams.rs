@@ -14,11 +14,7 @@ use crate::event_loop::LoopLocals;
 /// Where an async-generator subscription's values go. `emit(value)` returns `False` once
 /// the subscription has ended (stop iterating); `complete()` / `fail(message)` end it;
 /// `await stopped()` resolves when the client completed it or disconnected.
-#[pyclass(
-    name = "PyStreamSink",
-    module = "fraiseql._fraiseql_rs.subscriptions",
-    frozen
-)]
+#[pyclass(name = "StreamSink", module = "fraiseql_subscriptions._native", frozen)]
 #[derive(Debug)]
 pub(crate) struct PyStreamSink {
     sink: StreamSink,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use fraiseql_protocol::{Action, CloseCode, Protocol, ServerConnection};
-use fraiseql_subscriptions::security::{AuthError, Principal};
+use fraiseql_subscriptions::security::{AuthError, Authenticator, Principal};
 use fraiseql_subscriptions::{ConnectionHandle, Outbound};
 
 use crate::observer::Ended;
@@ -50,13 +50,17 @@ async fn sleep_until_maybe(deadline: Option<tokio::time::Instant>) {
 
 /// Serves one connection until it closes. `protocol` is the negotiated subprotocol, or the
 /// close reason when none was acceptable (the connection is then closed with 4406).
+/// `authenticator` overrides the service's for this connection.
 pub(crate) async fn serve<T: Transport>(
     socket: T,
     protocol: Result<Protocol, String>,
     shared: Arc<Shared>,
+    authenticator: Option<Arc<dyn Authenticator>>,
 ) {
+    let authenticator = authenticator.unwrap_or_else(|| Arc::clone(&shared.authenticator));
     let mut driver = Driver {
         socket,
+        authenticator,
         pending: Vec::new(),
         shared,
         handle: None,
@@ -84,6 +88,8 @@ pub(crate) async fn serve<T: Transport>(
 
 struct Driver<T> {
     socket: T,
+    /// Who decides on `connection_init` (the service's, or this connection's own).
+    authenticator: Arc<dyn Authenticator>,
     /// Frames to write at the next flush.
     pending: Vec<Outgoing>,
     shared: Arc<Shared>,
@@ -291,7 +297,7 @@ impl<T: Transport> Driver<T> {
                 Action::Send(text) => self.pending.push(Outgoing::Text(text)),
                 Action::SendTransportPing => self.pending.push(Outgoing::Ping),
                 Action::Authenticate { payload } => {
-                    let authenticator = Arc::clone(&self.shared.authenticator);
+                    let authenticator = Arc::clone(&self.authenticator);
                     self.auth = Some(Box::pin(async move {
                         authenticator.authenticate(payload.as_ref()).await
                     }));

@@ -65,6 +65,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct ServiceBuilder {
     pub(crate) path: String,
+    pub(crate) extra_paths: Vec<String>,
     pub(crate) fields: HashMap<String, FieldConfig>,
     pub(crate) engine_config: EngineConfig,
     pub(crate) bus: Option<Arc<dyn EventBus>>,
@@ -82,6 +83,7 @@ impl Default for ServiceBuilder {
     fn default() -> Self {
         Self {
             path: "/graphql".to_owned(),
+            extra_paths: Vec::new(),
             fields: HashMap::new(),
             engine_config: EngineConfig::default(),
             bus: None,
@@ -102,6 +104,14 @@ impl ServiceBuilder {
     #[must_use]
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// Also serves the WebSocket endpoint at `path` (an alias of [`ServiceBuilder::path`],
+    /// such as the original plan's `/graphql/subscriptions`).
+    #[must_use]
+    pub fn also_path(mut self, path: impl Into<String>) -> Self {
+        self.extra_paths.push(path.into());
         self
     }
 
@@ -185,11 +195,12 @@ impl ServiceBuilder {
     /// # Errors
     /// [`ServiceError`] for an invalid setting, schema, limit or filter, or a bus error.
     pub async fn build(self) -> Result<SubscriptionService, ServiceError> {
-        if !self.path.starts_with('/') {
-            return Err(ServiceError::Config(format!(
-                "the GraphQL path must start with '/', got {:?}",
-                self.path
-            )));
+        for path in std::iter::once(&self.path).chain(&self.extra_paths) {
+            if !path.starts_with('/') {
+                return Err(ServiceError::Config(format!(
+                    "the GraphQL path must start with '/', got {path:?}"
+                )));
+            }
         }
         if self.max_batch == 0 {
             return Err(ServiceError::Config("max_batch must be at least 1".into()));
@@ -217,8 +228,14 @@ impl ServiceBuilder {
                 () = stop.cancelled() => {}
             }
         });
+        let mut paths = vec![self.path];
+        for path in self.extra_paths {
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
         Ok(SubscriptionService {
-            path: self.path,
+            paths,
             shared: Arc::new(Shared {
                 engine,
                 authenticator: self.authenticator,
@@ -258,7 +275,8 @@ impl ServiceBuilder {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SubscriptionService {
-    path: String,
+    /// The WebSocket paths: the main one first, then its aliases.
+    paths: Vec<String>,
     shared: Arc<Shared>,
 }
 
@@ -275,11 +293,14 @@ impl SubscriptionService {
         &self.shared.engine
     }
 
-    /// The routes: the GraphQL WebSocket path, `GET /healthz`, `GET /metrics` and, when a
-    /// publish token is set, `POST /publish`.
+    /// The routes: the GraphQL WebSocket path (and its aliases), `GET /healthz`,
+    /// `GET /metrics` and, when a publish token is set, `POST /publish`.
     pub fn router(&self) -> Router {
-        let mut router = Router::new()
-            .route(&self.path, get(upgrade))
+        let mut router = Router::new();
+        for path in &self.paths {
+            router = router.route(path, get(upgrade));
+        }
+        let mut router = router
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics));
         if self.shared.publish_token.is_some() {
@@ -299,6 +320,20 @@ impl SubscriptionService {
     /// [`SessionRefused`] while shutting down or at `max_connections` (answer the upgrade
     /// with HTTP 503, or close 1013).
     pub fn session(&self, protocol: Result<Protocol, String>) -> Result<Session, SessionRefused> {
+        self.session_with(protocol, None)
+    }
+
+    /// Like [`SubscriptionService::session`], with `authenticator` deciding this
+    /// connection's `connection_init` instead of the service's (an endpoint mounted with
+    /// its own auth).
+    ///
+    /// # Errors
+    /// As [`SubscriptionService::session`].
+    pub fn session_with(
+        &self,
+        protocol: Result<Protocol, String>,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Result<Session, SessionRefused> {
         let guard = self.admit()?;
         let (session, transport) = Session::pair();
         let shared = Arc::clone(&self.shared);
@@ -306,7 +341,7 @@ impl SubscriptionService {
         tokio::spawn(async move {
             let _token = token;
             let _guard = guard;
-            connection::serve(transport, protocol, shared).await;
+            connection::serve(transport, protocol, shared, authenticator).await;
         });
         Ok(session)
     }
@@ -411,7 +446,7 @@ async fn upgrade(
     ws.on_upgrade(move |socket| async move {
         let _token = token;
         let _guard = guard;
-        connection::serve(socket, protocol, shared).await;
+        connection::serve(socket, protocol, shared, None).await;
     })
 }
 

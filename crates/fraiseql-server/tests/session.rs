@@ -127,3 +127,41 @@ async fn sessions_close_with_the_protocols_codes_and_on_shutdown() -> TestResult
     );
     Ok(())
 }
+
+/// Refuses every connection: the endpoint-level auth of `session_with`.
+#[derive(Debug)]
+struct RefuseAll;
+
+#[async_trait::async_trait]
+impl fraiseql_subscriptions::security::Authenticator for RefuseAll {
+    async fn authenticate(
+        &self,
+        _payload: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<
+        fraiseql_subscriptions::security::Principal,
+        fraiseql_subscriptions::security::AuthError,
+    > {
+        Err(fraiseql_subscriptions::security::AuthError::new(
+            "Forbidden: this endpoint refuses everyone",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_session_with_its_own_authenticator_is_decided_by_it() -> TestResult {
+    // The service accepts anonymous connections; this session's authenticator refuses.
+    let service = service().await?;
+    let mut session = service.session_with(
+        Ok(Protocol::GraphqlTransportWs),
+        Some(std::sync::Arc::new(RefuseAll)),
+    )?;
+    session.feed(Incoming::Text(r#"{"type":"connection_init"}"#.into()))?;
+    assert_eq!(
+        next_frames(&mut session).await?,
+        vec![Outgoing::Close {
+            code: 4403,
+            reason: "Forbidden: this endpoint refuses everyone".into()
+        }]
+    );
+    Ok(())
+}

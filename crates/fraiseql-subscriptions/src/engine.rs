@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use crate::bus::{validate_channel, BusError, EventBus, EventStream};
+use crate::dispatched::DispatchWaiters;
 use crate::document::{DocumentError, DocumentLimits, ProjectionPlan, SubscriptionDocuments};
 use crate::event::Event;
 use crate::filter::{CompiledFilter, FilterSpec};
@@ -180,6 +181,12 @@ pub struct EngineConfig {
     pub limits: LimitsConfig,
     /// What a full outbox does.
     pub overflow_policy: OverflowPolicy,
+    /// Serve root fields that were not declared: a subscription to such a field listens on
+    /// the channel named after it, and the event data is its value (no filter, no
+    /// requirement, no resolver). Off by default, so a mistyped field is refused; the
+    /// Python executor turns it on when no field is declared at all (the original plan's
+    /// direct API, where fields are named only by the subscriptions).
+    pub implicit_fields: bool,
 }
 
 #[derive(Debug)]
@@ -277,6 +284,8 @@ pub struct Engine {
     /// Streams that ended themselves ask [`Engine::run`] to unregister them here.
     stream_ended: tokio::sync::mpsc::UnboundedSender<StreamEnd>,
     stream_ended_rx: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<StreamEnd>>>,
+    /// Callers of [`Engine::publish_dispatched`] waiting for [`Engine::run`].
+    dispatch_waiters: DispatchWaiters,
 }
 
 impl fmt::Debug for Engine {
@@ -348,6 +357,7 @@ impl Engine {
             state: RwLock::new(State::default()),
             next_connection: AtomicU64::new(1),
             metrics: Arc::new(Metrics::new()),
+            dispatch_waiters: DispatchWaiters::default(),
         })
     }
 
@@ -436,7 +446,7 @@ impl Engine {
             request.operation_name.as_deref(),
             request.variables.as_ref(),
         )?;
-        let Some(field) = self.fields.get(&prepared.field).cloned() else {
+        let Some(field) = self.field_config(&prepared.field) else {
             return Err(vec![GraphQLError::new(format!(
                 "No subscription field \"{}\" is served here",
                 prepared.field
@@ -682,6 +692,19 @@ impl Engine {
         Ok(())
     }
 
+    /// How `field` is served: its declared config, or with
+    /// [`EngineConfig::implicit_fields`] a config listening on the channel named after it.
+    fn field_config(&self, field: &str) -> Option<Arc<FieldConfig>> {
+        if let Some(config) = self.fields.get(field) {
+            return Some(Arc::clone(config));
+        }
+        if !self.config.implicit_fields {
+            return None;
+        }
+        // A GraphQL name is a valid literal channel (letters, digits, `_`).
+        FieldConfig::new(field).ok().map(Arc::new)
+    }
+
     /// Publishes an event on the engine's bus.
     ///
     /// # Errors
@@ -689,6 +712,38 @@ impl Engine {
     pub async fn publish(&self, event: Event) -> Result<(), BusError> {
         self.metrics.events_published(1);
         self.bus.publish(Arc::new(event)).await
+    }
+
+    /// Publishes an event and returns once [`Engine::run`] has dispatched it to this
+    /// engine's own subscriptions (so the outboxes of local subscribers already hold their
+    /// frames), or after `wait` at most. Returns whether the dispatch was seen: `false`
+    /// when `wait` ran out first (a bus that lost the event, such as Redis pub/sub during a
+    /// reconnect). Without local subscriptions on the event's channel it returns as soon as
+    /// the bus took the event.
+    ///
+    /// # Errors
+    /// [`BusError`] from the bus.
+    pub async fn publish_dispatched(
+        &self,
+        event: Event,
+        wait: std::time::Duration,
+    ) -> Result<bool, BusError> {
+        if self.read().registry.count_for_channel(event.channel()) == 0 {
+            self.publish(event).await?;
+            return Ok(true);
+        }
+        let id = event.id().to_owned();
+        let dispatched = self.dispatch_waiters.register(&id);
+        if let Err(err) = self.publish(event).await {
+            self.dispatch_waiters.forget(&id);
+            return Err(err);
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(wait, dispatched).await {
+            Ok(true)
+        } else {
+            self.dispatch_waiters.forget(&id);
+            Ok(false)
+        }
     }
 
     /// Receives events from the bus and dispatches them, in order, until the bus closes.
@@ -714,6 +769,7 @@ impl Engine {
                 biased;
                 Some((event, pending, results)) = resolving.next(), if !resolving.is_empty() => {
                     self.deliver_resolved(&event, pending, results).await;
+                    self.dispatch_waiters.dispatched(event.id());
                 }
                 event = stream.recv(), if room => match event {
                     Some(event) => {
@@ -722,6 +778,7 @@ impl Engine {
                             // resolved before it first.
                             while let Some((earlier, pending, results)) = resolving.next().await {
                                 self.deliver_resolved(&earlier, pending, results).await;
+                                self.dispatch_waiters.dispatched(earlier.id());
                             }
                         }
                         if let Some(pending) = self.dispatch_direct(&event).await {
@@ -729,6 +786,8 @@ impl Engine {
                                 let results = self.resolve_groups(&event, &pending.groups).await;
                                 (event, pending, results)
                             });
+                        } else {
+                            self.dispatch_waiters.dispatched(event.id());
                         }
                     }
                     None => {

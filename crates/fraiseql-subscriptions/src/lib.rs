@@ -12,6 +12,7 @@
 //! [`metrics`] with a Prometheus exposition.
 
 mod bus;
+mod dispatched;
 pub mod document;
 mod engine;
 mod event;

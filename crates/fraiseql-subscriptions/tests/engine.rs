@@ -1075,3 +1075,73 @@ async fn run_overlaps_resolver_calls_and_delivers_in_event_order() {
         (1..=5).map(|n| format!("event {n}")).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn publish_dispatched_returns_after_local_subscribers_have_their_frames() {
+    let (engine, _) = engine_with(chat_fields(), EngineConfig::default()).await;
+    let runner = tokio::spawn({
+        let engine = Arc::clone(&engine);
+        async move { engine.run().await }
+    });
+    let mut alice = Client::new(&engine, Principal::user("alice"));
+    alice
+        .subscribe(&engine, MESSAGE, json!({"room": "lobby"}))
+        .await;
+    for n in 0..50 {
+        let seen = engine
+            .publish_dispatched(
+                Event::new("room:lobby", json!({"id": n.to_string(), "text": "t"})),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert!(seen);
+        // No waiting: the frame is already in the outbox when the publish returns.
+        let frames = alice.frames();
+        assert_eq!(frames.len(), 1, "event {n}");
+        assert_eq!(frames[0]["payload"]["data"]["message"]["id"], n.to_string());
+    }
+    // A channel without local subscribers returns once the bus took the event.
+    assert!(engine
+        .publish_dispatched(
+            Event::new("room:empty", json!({})),
+            std::time::Duration::from_secs(60)
+        )
+        .await
+        .unwrap());
+    runner.abort();
+}
+
+#[tokio::test]
+async fn undeclared_fields_are_refused_unless_implicit_fields_is_on() {
+    let (strict, _) = engine_with(HashMap::new(), EngineConfig::default()).await;
+    let mut client = Client::new(&strict, Principal::anonymous());
+    client
+        .subscribe(&strict, "subscription { users { id } }", json!({}))
+        .await;
+    let frames = client.frames();
+    assert_eq!(frames[0]["type"], "error");
+    assert!(frames[0]["payload"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("No subscription field \"users\""));
+
+    let config = EngineConfig {
+        implicit_fields: true,
+        ..EngineConfig::default()
+    };
+    let (engine, _) = engine_with(HashMap::new(), config).await;
+    let mut client = Client::new(&engine, Principal::anonymous());
+    let (_, id) = client
+        .subscribe(&engine, "subscription { users { id } }", json!({}))
+        .await;
+    publish(
+        &engine,
+        Event::new("users", json!({"id": "123", "name": "Alice"})),
+    )
+    .await;
+    assert_eq!(
+        client.frames(),
+        vec![json!({"id": id, "type": "next", "payload": {"data": {"users": {"id": "123"}}}})]
+    );
+}

@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from fraiseql.subscriptions.manager import SubscriptionManager
-from fraiseql.subscriptions.websocket import GraphQLTransportWSHandler, WebSocketAdapter
+from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
+from fraiseql_subscriptions.subscriptions.upgrade import check_websocket_support, upgrade_required
+from fraiseql_subscriptions.subscriptions.websocket import (
+    GraphQLTransportWSHandler,
+    WebSocketAdapter,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,7 +34,7 @@ class ASGIWebSocketAdapter(WebSocketAdapter):
     def subprotocols(self) -> Sequence[str]:
         return list(self._scope.get("subprotocols") or [])
 
-    async def accept(self, subprotocol: str | None) -> None:
+    async def accept(self, subprotocol: str | None = None) -> None:
         message = await self._receive()
         if message["type"] != "websocket.connect":
             self._closed = True
@@ -54,7 +58,7 @@ class ASGIWebSocketAdapter(WebSocketAdapter):
     async def send_text(self, text: str) -> None:
         await self._send({"type": "websocket.send", "text": text})
 
-    async def close(self, code: int, reason: str = "") -> None:
+    async def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closed and self._accepted:
             return
         if not self._accepted:
@@ -71,6 +75,11 @@ class SubscriptionASGIApp:
     else goes to ``fallback`` (or gets 404). Handles the lifespan protocol itself (start
     and shut down the manager) when it is the top-level app.
 
+    ``path`` defaults to the config's ``path`` (``/graphql``, canonical) and
+    ``legacy_path`` (``/graphql/subscriptions``); ``auth_handler`` (``None``, a
+    :class:`JwtAuth` or a callable like the manager's ``auth``) decides ``connection_init``
+    instead of the manager's ``auth``. A plain HTTP GET at the path gets 426 with a hint.
+
     ::
 
         app = SubscriptionASGIApp(manager)          # uvicorn module:app
@@ -81,18 +90,34 @@ class SubscriptionASGIApp:
         manager: SubscriptionManager,
         path: str | None = None,
         fallback: ASGIApp | None = None,
+        auth_handler: Any = None,
     ) -> None:
         self.manager = manager
-        self.path = path or manager.config.path
+        self.paths = [path] if path is not None else manager.config.paths
+        self.path = self.paths[0]
         self.fallback = fallback
-        self.handler = GraphQLTransportWSHandler(manager)
+        self.handler = GraphQLTransportWSHandler(manager, auth_handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        at_endpoint = scope.get("path") in self.paths
         if kind == "lifespan":
             await self._lifespan(receive, send)
-        elif kind == "websocket" and scope.get("path") == self.path:
+        elif kind == "websocket" and at_endpoint:
             await self.handler.handle(ASGIWebSocketAdapter(scope, receive, send))
+        elif kind == "http" and at_endpoint and scope.get("method") == "GET":
+            status, text = upgrade_required(scope.get("headers") or [])
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"upgrade", b"websocket"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": text.encode()})
         elif self.fallback is not None:
             await self.fallback(scope, receive, send)
         elif kind == "websocket":
@@ -112,6 +137,7 @@ class SubscriptionASGIApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                check_websocket_support()
                 try:
                     await self.manager.start()
                 except Exception as err:

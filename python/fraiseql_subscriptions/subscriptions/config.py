@@ -1,4 +1,4 @@
-"""Settings of a :class:`~fraiseql.subscriptions.SubscriptionManager`."""
+"""Settings of a :class:`~fraiseql_subscriptions.subscriptions.SubscriptionManager`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ class SubscriptionConfig:
     """
 
     preset: Preset = "production"
+    #: The canonical WebSocket path.
     path: str = "/graphql"
+    #: The original plan's default path, served beside ``path`` by the adapters (when no
+    #: path is given to them) and the native server; ``None`` serves ``path`` only.
+    legacy_path: str | None = "/graphql/subscriptions"
     outbox_capacity: int | None = None
     overflow: Literal["close", "drop_oldest"] = "close"
     subscribe_rate: int | None = None
@@ -57,6 +61,14 @@ class SubscriptionConfig:
     def high_performance(cls, **overrides: Any) -> SubscriptionConfig:
         """Large outboxes and no per-delivery limits, for trusted high-volume clients."""
         return cls(preset="high_performance", **overrides)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every WebSocket path served: ``path``, then ``legacy_path`` when set."""
+        paths = [self.path]
+        if self.legacy_path and self.legacy_path != self.path:
+            paths.append(self.legacy_path)
+        return paths
 
     def with_(self, **changes: Any) -> SubscriptionConfig:
         """A copy with ``changes`` applied."""

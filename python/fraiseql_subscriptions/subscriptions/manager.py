@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fraiseql._fraiseql_rs import subscriptions as _rs
-from fraiseql.subscriptions.config import SubscriptionConfig
+from fraiseql_subscriptions import _native as _rs
+from fraiseql_subscriptions.subscriptions.config import SubscriptionConfig
+from fraiseql_subscriptions.subscriptions.upgrade import check_websocket_support
 
-logger = logging.getLogger("fraiseql.subscriptions")
+logger = logging.getLogger("fraiseql_subscriptions")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +86,7 @@ def _stream_starter(name: str, fn: Callable[..., Any]) -> Callable[..., None]:
     async-generator field: ``start(variables, ctx, sink)`` runs the generator in a task."""
     arity = _positional_arity(fn)
 
-    def start(variables: dict[str, Any], ctx: dict[str, Any], sink: _rs.PyStreamSink) -> None:
+    def start(variables: dict[str, Any], ctx: dict[str, Any], sink: _rs.StreamSink) -> None:
         task = asyncio.ensure_future(_run_stream(name, fn, arity, variables, ctx, sink))
         _streams.add(task)
         task.add_done_callback(_streams.discard)
@@ -99,7 +100,7 @@ async def _run_stream(
     arity: int,
     variables: dict[str, Any],
     ctx: dict[str, Any],
-    sink: _rs.PyStreamSink,
+    sink: _rs.StreamSink,
 ) -> None:
     """Feeds one subscription from its generator until the generator returns (complete),
     raises (error), or the subscription ends (the generator is closed)."""
@@ -253,13 +254,25 @@ class SubscriptionManager:
 
     def __init__(
         self,
-        bus: _rs.PyEventBusConfig | None = None,
+        bus: _rs.EventBusConfig | None = None,
         schema: str | None = None,
         auth: _rs.JwtAuth | AuthCallable | None = None,
         config: SubscriptionConfig | None = None,
     ) -> None:
+        if isinstance(config, _rs.EventBusConfig):
+            raise TypeError(
+                "SubscriptionManager(config=...) takes a SubscriptionConfig (limits, path, "
+                "security); pass the bus as `bus=`: SubscriptionManager(bus=EventBusConfig...)"
+            )
+        if config is not None and not isinstance(config, SubscriptionConfig):
+            raise TypeError(f"config must be a SubscriptionConfig, not {type(config).__name__}")
+        if bus is not None and not isinstance(bus, _rs.EventBusConfig):
+            raise TypeError(
+                f"bus must be an EventBusConfig (EventBusConfig.memory(), .redis(url), "
+                f".postgresql(dsn)), not {type(bus).__name__}"
+            )
         self.config = config or SubscriptionConfig()
-        self._executor = _rs.PySubscriptionExecutor(bus, schema, self.config.to_dict())
+        self._executor = _rs.SubscriptionExecutor(bus, schema, self.config.to_dict())
         self._fields: dict[str, _Field] = {}
         self._auth = auth
         self._on_connect: list[Callable[..., Any]] = []
@@ -367,8 +380,20 @@ class SubscriptionManager:
     # ---- lifecycle ----------------------------------------------------------------
 
     def _auth_callable(self) -> _rs.JwtAuth | Callable[..., Awaitable[Any]] | None:
-        auth = self._auth
+        return self.authenticator_for(self._auth)
+
+    def authenticator_for(
+        self, auth: _rs.JwtAuth | AuthCallable | None
+    ) -> _rs.JwtAuth | Callable[..., Awaitable[Any]] | None:
+        """What the engine calls on ``connection_init`` for ``auth`` (``None``, a
+        :class:`JwtAuth` or a callable, as the constructor's ``auth``), with this manager's
+        ``on_connect`` hooks run after it accepts. Adapters use it for an endpoint's own
+        ``auth_handler``."""
         hooks = list(self._on_connect)
+        if auth is not None and not isinstance(auth, _rs.JwtAuth) and not callable(auth):
+            raise TypeError(
+                f"auth must be None, a JwtAuth or a callable, not {type(auth).__name__}"
+            )
         if auth is None and not hooks:
             return None
         if isinstance(auth, _rs.JwtAuth) and not hooks:
@@ -445,15 +470,33 @@ class SubscriptionManager:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
         """An ASGI lifespan (``FastAPI(lifespan=manager.lifespan)``): starts the engine with
-        the app and shuts it down with it."""
+        the app and shuts it down with it. Logs an error naming the package to install when
+        the ASGI server cannot serve WebSockets."""
+        check_websocket_support()
         await self.start()
         try:
             yield
         finally:
             await self.shutdown()
 
+    def router(
+        self,
+        path: str | None = None,
+        *,
+        auth_handler: _rs.JwtAuth | AuthCallable | None = None,
+        **router_options: Any,
+    ) -> Any:
+        """A FastAPI ``APIRouter`` serving this manager's WebSocket endpoint, for
+        ``app.include_router(manager.router())`` (see
+        :class:`~fraiseql_subscriptions.integrations.fastapi.GraphQLSubscriptionRouter`)."""
+        from fraiseql_subscriptions.integrations.fastapi import GraphQLSubscriptionRouter
+
+        return GraphQLSubscriptionRouter(
+            self, path=path, auth_handler=auth_handler, **router_options
+        )
+
     @property
-    def executor(self) -> _rs.PySubscriptionExecutor:
+    def executor(self) -> _rs.SubscriptionExecutor:
         """The Rust executor underneath (for adapters)."""
         return self._executor
 
@@ -571,14 +614,19 @@ class SubscriptionManager:
         self, subscription_id: str, timeout: float | None = None
     ) -> bytes | None:
         """The next frame of a direct subscription (graphql-transport-ws bytes: ``next``,
-        ``error`` or ``complete``); ``None`` once it ended or after ``timeout`` seconds."""
+        ``error`` or ``complete``), waiting for it; ``None`` once the subscription ended
+        (its last frame was read). Raises :class:`TimeoutError` when ``timeout`` seconds
+        pass with no frame (the subscription is still active)."""
         waiting = self._executor.next_event_async(subscription_id)
         if timeout is None:
             return await waiting
         try:
             return await asyncio.wait_for(waiting, timeout)
         except TimeoutError:
-            return None
+            raise TimeoutError(
+                f"no frame for subscription {subscription_id!r} within {timeout} s "
+                "(it is still active)"
+            ) from None
 
     async def complete_subscription(self, subscription_id: str) -> None:
         """Ends a direct subscription."""
@@ -594,7 +642,7 @@ class SubscriptionManager:
 
     # ---- the native server --------------------------------------------------------
 
-    async def listen(self, host: str = "127.0.0.1", port: int = 8000) -> _rs.PyNativeServer:
+    async def listen(self, host: str = "127.0.0.1", port: int = 8000) -> _rs.NativeServer:
         """Starts the native Rust server (WebSocket on the config's path, ``/healthz``,
         ``/metrics``) and returns it running; ``port=0`` picks a free port."""
         await self.start()

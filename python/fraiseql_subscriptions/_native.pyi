@@ -1,7 +1,10 @@
-"""Type stubs of ``fraiseql._fraiseql_rs.subscriptions``: the Rust engine's Python classes."""
+"""Type stubs of the native module ``fraiseql_subscriptions._native`` (built from
+bindings/python): the Rust engine's Python classes."""
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, final
+
+__version__: str
 
 class SubscriptionError(Exception):
     """Base of every FraiseQL subscriptions error."""
@@ -25,11 +28,11 @@ class AuthenticationError(SubscriptionError):
     """Raise it from an auth callable to refuse a connection (close 4403)."""
 
 @final
-class PyEventBusConfig:
+class EventBusConfig:
     """Which event bus carries events (memory, Redis or PostgreSQL)."""
 
     @staticmethod
-    def memory(*, capacity: int | None = None) -> PyEventBusConfig: ...
+    def memory(*, capacity: int | None = None) -> EventBusConfig: ...
     @staticmethod
     def redis(
         url: str,
@@ -39,10 +42,11 @@ class PyEventBusConfig:
         stream_max_len: int | None = None,
         command_timeout: float | None = None,
         connect_timeout: float | None = None,
-    ) -> PyEventBusConfig: ...
+        consumer_group: str | None = None,
+    ) -> EventBusConfig: ...
     @staticmethod
     def postgresql(
-        dsn: str,
+        dsn: str | None = None,
         *,
         prefix: str | None = None,
         schema: str | None = None,
@@ -51,12 +55,15 @@ class PyEventBusConfig:
         retention_max_count: int | None = None,
         install: bool = True,
         connect_timeout: float | None = None,
-    ) -> PyEventBusConfig: ...
+        connection_string: str | None = None,
+    ) -> EventBusConfig: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def bus_type(self) -> str: ...
 
 @final
-class PySubscriptionPayload:
+class SubscriptionPayload:
     """A subscription request."""
 
     def __init__(
@@ -76,21 +83,25 @@ class PySubscriptionPayload:
     def extensions(self) -> dict[str, Any] | None: ...
 
 @final
-class PyGraphQLMessage:
+class GraphQLMessage:
     """One validated client message of graphql-transport-ws or graphql-ws."""
 
     @staticmethod
     def from_dict(
         data: Mapping[str, Any], protocol: str = "graphql-transport-ws"
-    ) -> PyGraphQLMessage: ...
+    ) -> GraphQLMessage: ...
     def to_dict(self) -> dict[str, Any]: ...
     def to_json(self) -> str: ...
     @property
     def type(self) -> str: ...
     @property
+    def type_(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any] | None: ...
+    @property
     def id(self) -> str | None: ...
     @property
-    def subscription(self) -> PySubscriptionPayload | None: ...
+    def subscription(self) -> SubscriptionPayload | None: ...
 
 @final
 class ResolverContext:
@@ -131,7 +142,7 @@ class JwtAuth:
 Frame = str | tuple[int, str]
 
 @final
-class PySession:
+class Session:
     """One client connection driven in Rust, for a transport that owns the socket."""
 
     def feed(self, text: str) -> None: ...
@@ -141,7 +152,7 @@ class PySession:
     def recv(self) -> Awaitable[list[Frame] | None]: ...
 
 @final
-class PyStreamSink:
+class StreamSink:
     """Where an async-generator subscription's values go."""
 
     def emit(self, value: Any) -> bool: ...
@@ -152,7 +163,7 @@ class PyStreamSink:
     def stopped(self) -> Awaitable[None]: ...
 
 @final
-class PyNativeServer:
+class NativeServer:
     """A running native server."""
 
     @property
@@ -163,12 +174,12 @@ class PyNativeServer:
     def wait(self) -> Awaitable[None]: ...
 
 @final
-class PySubscriptionExecutor:
+class SubscriptionExecutor:
     """The subscription engine for Python."""
 
     def __init__(
         self,
-        bus: PyEventBusConfig | None = None,
+        bus: EventBusConfig | None = None,
         schema: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None: ...
@@ -181,7 +192,7 @@ class PySubscriptionExecutor:
         roles: Sequence[str] | None = None,
         scopes: Sequence[str] | None = None,
         resolver: Callable[[Any, dict[str, Any], ResolverContext], Any] | None = None,
-        stream: Callable[[dict[str, Any], dict[str, Any], PyStreamSink], None] | None = None,
+        stream: Callable[[dict[str, Any], dict[str, Any], StreamSink], None] | None = None,
     ) -> None: ...
     def set_hooks(
         self, dispatch: Callable[[str, dict[str, Any], str | None, Any], None] | None
@@ -222,8 +233,12 @@ class PySubscriptionExecutor:
     def publish_json(self, body: bytes) -> Awaitable[int]: ...
     @staticmethod
     def negotiate(offered: str | Sequence[str]) -> str | None: ...
-    def open_session(self, subprotocol: str | None) -> PySession: ...
-    def serve(self, host: str, port: int) -> Awaitable[PyNativeServer]: ...
+    def open_session(
+        self,
+        subprotocol: str | None,
+        auth: JwtAuth | Callable[[dict[str, Any] | None], Awaitable[Any]] | None = None,
+    ) -> Session: ...
+    def serve(self, host: str, port: int) -> Awaitable[NativeServer]: ...
     def register_subscription(
         self,
         connection_id: str,

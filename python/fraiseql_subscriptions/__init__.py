@@ -1,8 +1,11 @@
-"""GraphQL subscriptions on the FraiseQL Rust engine.
+"""FraiseQL Subscriptions: GraphQL subscriptions with a Rust engine under a Python API.
 
-::
+Installed as ``fraiseql-subscriptions`` beside the FraiseQL framework (``fraiseql``), whose
+files it never touches. Start with :class:`SubscriptionManager`, mount it with
+:mod:`fraiseql_subscriptions.integrations` (FastAPI, Starlette, plain ASGI), or serve it
+natively with ``await manager.serve(host, port)``::
 
-    from fraiseql.subscriptions import SubscriptionManager, EventBusConfig
+    from fraiseql_subscriptions import EventBusConfig, SubscriptionManager
 
     manager = SubscriptionManager(bus=EventBusConfig.memory())
 
@@ -11,12 +14,18 @@
         return event
 """
 
-from fraiseql._fraiseql_rs.subscriptions import (
+from fraiseql_subscriptions._native import __version__
+from fraiseql_subscriptions.subscriptions import (
     AuthenticationError,
+    Complete,
     ConfigurationError,
+    EventBusConfig,
     EventBusError,
     ExecutorStateError,
+    GraphQLMessage,
+    GraphQLTransportWSHandler,
     JwtAuth,
+    Principal,
     PublishError,
     PyEventBusConfig,
     PyGraphQLMessage,
@@ -24,19 +33,15 @@ from fraiseql._fraiseql_rs.subscriptions import (
     PySubscriptionPayload,
     ResolverContext,
     SubscribeError,
+    SubscriptionConfig,
     SubscriptionError,
-    set_json_default,
+    SubscriptionExecutor,
+    SubscriptionManager,
+    SubscriptionPayload,
+    SubscriptionProtocolHandler,
+    WebSocketAdapter,
     to_json,
 )
-from fraiseql.subscriptions._json import to_jsonable
-from fraiseql.subscriptions.config import SubscriptionConfig
-from fraiseql.subscriptions.manager import Complete, Principal, SubscriptionManager
-from fraiseql.subscriptions.websocket import GraphQLTransportWSHandler, WebSocketAdapter
-
-set_json_default(to_jsonable)
-
-#: The bus configuration (``EventBusConfig.memory()``, ``.redis(url)``, ``.postgresql(dsn)``).
-EventBusConfig = PyEventBusConfig
 
 __all__ = [
     "AuthenticationError",
@@ -45,6 +50,7 @@ __all__ = [
     "EventBusConfig",
     "EventBusError",
     "ExecutorStateError",
+    "GraphQLMessage",
     "GraphQLTransportWSHandler",
     "JwtAuth",
     "Principal",
@@ -57,7 +63,11 @@ __all__ = [
     "SubscribeError",
     "SubscriptionConfig",
     "SubscriptionError",
+    "SubscriptionExecutor",
     "SubscriptionManager",
+    "SubscriptionPayload",
+    "SubscriptionProtocolHandler",
     "WebSocketAdapter",
+    "__version__",
     "to_json",
 ]
