@@ -74,14 +74,24 @@ async def serve(kind: str, manager: SubscriptionManager) -> AsyncIterator[Runnin
             server.stop()
             await manager.shutdown(grace=2.0)
         return
+    async with serve_app(build_app(kind, manager), manager) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serve_app(
+    app: Any, manager: SubscriptionManager, ws: str = "websockets-sansio"
+) -> AsyncIterator[Running]:
+    """Serves the ASGI `app` with uvicorn on a free port until the block ends (`ws="none"`:
+    a uvicorn that cannot speak WebSocket)."""
     port = _free_port()
     config = uvicorn.Config(
-        build_app(kind, manager),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
         lifespan="on",
-        ws="websockets-sansio",
+        ws=ws,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
@@ -177,3 +187,39 @@ async def reachable(port: int) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    """Waits until `predicate()` holds (state that settles asynchronously)."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never held")
+
+
+async def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """One HTTP/1.1 GET on a fresh connection: the status and the body."""
+    rest = url.removeprefix("http://")
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+    lines = [f"GET /{path} HTTP/1.1", f"Host: {hostport}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        chunks, data = [], body
+        while data:
+            size_line, _, data = data.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            chunks.append(data[:size])
+            data = data[size + 2 :]
+        body = b"".join(chunks)
+    return status, body.decode()

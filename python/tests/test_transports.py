@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import client, serve
+from conftest import client, serve, wait_for
 
 from fraiseql_subscriptions import (
     AuthenticationError,
@@ -26,15 +26,6 @@ def chat_manager(**kwargs: Any) -> SubscriptionManager:
     manager = SubscriptionManager(config=SubscriptionConfig.development(), **kwargs)
     manager.subscription("message", channel="room:{room}")
     return manager
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    """Waits until `predicate()` holds (state that settles asynchronously)."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
 
 
 async def test_subscribe_receive_complete(transport: str) -> None:
