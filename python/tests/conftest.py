@@ -223,3 +223,18 @@ async def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int
             data = data[size + 2 :]
         body = b"".join(chunks)
     return status, body.decode()
+
+
+def hs256_token(secret: str, claims: dict[str, Any]) -> str:
+    """A JWT signed with HS256 (what a client's identity provider would hand it)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256)
+    return f"{header}.{body}.{b64(signature.digest())}"

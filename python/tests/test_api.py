@@ -417,3 +417,62 @@ async def test_publish_json_checks_the_body_in_rust() -> None:
     with pytest.raises(TimeoutError, match="still active"):
         await manager.get_next_event("t", timeout=0.2)
     await manager.shutdown()
+
+
+def test_the_seed_spellings_of_the_native_classes() -> None:
+    from fraiseql_subscriptions import EventBusConfig, GraphQLMessage
+
+    assert EventBusConfig.memory().bus_type == "memory"
+    pg = EventBusConfig.postgresql(connection_string="postgres://u@127.0.0.1:5432/test")
+    assert pg.bus_type == pg.kind == "postgresql"
+    with pytest.raises(ConfigurationError, match="not both"):
+        EventBusConfig.postgresql("postgres://a@h/db", connection_string="postgres://a@h/db")
+    with pytest.raises(ConfigurationError, match="needs the database address"):
+        EventBusConfig.postgresql()
+    with pytest.raises(ConfigurationError, match=r'mode="streams"') as refused:
+        EventBusConfig.redis("redis://127.0.0.1:6379", consumer_group="workers")
+    assert "one process only" in str(refused.value)
+    message = GraphQLMessage.from_dict(
+        {"id": "1", "type": "subscribe", "payload": {"query": "subscription { a }"}}
+    )
+    assert message.type_ == message.type == "subscribe"
+    assert message.payload == {"query": "subscription { a }"}
+    assert GraphQLMessage.from_dict({"type": "ping"}).payload is None
+    assert PyGraphQLMessage is GraphQLMessage
+    assert repr(EventBusConfig.memory()) == "EventBusConfig.memory()"
+
+
+def test_a_bus_given_as_config_is_refused_with_the_fix() -> None:
+    with pytest.raises(TypeError, match="pass the bus as `bus=`"):
+        SubscriptionManager(config=EventBusConfig.memory())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bus must be an EventBusConfig"):
+        SubscriptionManager(SubscriptionConfig())  # type: ignore[arg-type]
+    # The seed's positional form is the bus.
+    assert SubscriptionManager(EventBusConfig.memory()).config == SubscriptionConfig()
+
+
+async def test_get_next_event_tells_a_timeout_from_the_end() -> None:
+    manager = SubscriptionManager()
+    manager.subscription("tick")
+    await manager.create_subscription("t", "c", "subscription { tick }")
+    with pytest.raises(TimeoutError, match="still active"):
+        await manager.get_next_event("t", timeout=0.05)
+    await manager.publish("tick", 1, final=True)
+    assert json.loads(await manager.get_next_event("t", timeout=10) or b"")["type"] == "next"
+    assert json.loads(await manager.get_next_event("t", timeout=10) or b"")["type"] == "complete"
+    assert await manager.get_next_event("t", timeout=10) is None  # ended
+    await manager.shutdown()
+
+
+def test_the_bare_executor_serves_fields_named_only_by_subscriptions() -> None:
+    executor = PySubscriptionExecutor()
+    executor.register_subscription("c", "s", "subscription { orders { id } }")
+    executor.publish_event("created", "orders", {"id": 7, "secret": "x"})
+    frame = json.loads(executor.next_event("s") or b"")
+    assert frame["payload"] == {"data": {"orders": {"id": 7}}}
+    assert executor.next_event("s") is None  # nothing else queued
+    # Once a field is declared, undeclared ones are refused (a typo is an error).
+    strict = PySubscriptionExecutor()
+    strict.register_field("orders", "orders")
+    with pytest.raises(SubscribeError, match='No subscription field "order"'):
+        strict.register_subscription("c", "s", "subscription { order { id } }")

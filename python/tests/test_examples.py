@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from conftest import _free_port, client, reachable
+from conftest import _free_port, client, hs256_token, reachable
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "python"
@@ -45,15 +45,22 @@ def fetch(url: str) -> bytes:
         return bytes(response.read())
 
 
-def post(port: int, body: dict[str, str]) -> int:
+def post(port: int, body: dict[str, str], headers: dict[str, str] | None = None) -> int:
+    return post_with_headers(port, body, headers)[0]
+
+
+def post_with_headers(
+    port: int, body: dict[str, str], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    """POST /messages: the status and the response headers."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/messages",
         data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **(headers or {})},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return int(response.status)
+        return int(response.status), {k.lower(): v for k, v in response.headers.items()}
 
 
 async def test_the_python_demo_delivers_posted_messages() -> None:
@@ -104,3 +111,79 @@ async def test_asgi_and_starlette_examples_under_uvicorn() -> None:
 async def test_websockets_library_example() -> None:
     async with running(str(EXAMPLES / "websockets_server.py"), "{port}") as port:
         await ack_and_pong(f"ws://127.0.0.1:{port}")
+
+
+async def test_fastapi_jwt_example_verifies_tokens_roles_and_tenants() -> None:
+    import os
+    import time
+
+    secret = "example-secret"
+    args = ("-m", "uvicorn", "examples.python.fastapi_jwt:app", "--port", "{port}")
+    os.environ["FRAISEQL_JWT_SECRET"] = secret
+    try:
+        async with running(*args, "--log-level", "warning") as port:
+            url = f"ws://127.0.0.1:{port}/graphql"
+            exp = int(time.time()) + 600
+
+            def token(**claims: object) -> str:
+                return hs256_token(secret, {"iss": "fraiseql-example", "exp": exp, **claims})
+
+            # No token, a forged one, the wrong issuer: 4403.
+            for payload in (
+                None,
+                {"token": token(sub="ada")[:-3] + "AAA"},
+                {"token": hs256_token(secret, {"iss": "other", "exp": exp, "sub": "ada"})},
+            ):
+                async with client(url) as c:
+                    await c.send({"type": "connection_init", "payload": payload})
+                    assert (await c.closed())[0] == 4403, payload
+            ada_token = token(sub="ada", tenant_id="acme")
+            mod_token = token(sub="mo", tenant_id="acme", roles=["moderator"])
+            async with client(url) as ada, client(url) as other, client(url) as mod:
+                assert (await ada.init({"token": ada_token}))["type"] == "connection_ack"
+                globex = {"Authorization": "Bearer " + token(sub="gus", tenant_id="globex")}
+                assert (await other.init(globex))["type"] == "connection_ack"
+                assert (await mod.init({"token": mod_token}))["type"] == "connection_ack"
+                # The moderation field needs the role.
+                await ada.subscribe("f", "subscription { flagged { text } }")
+                refused = await ada.recv()
+                assert refused["type"] == "error"
+                assert refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+                await mod.subscribe("f", "subscription { flagged { text } }")
+                await mod.send({"type": "ping"})
+                assert await mod.recv() == {"type": "pong"}
+                room = 'subscription { message(room: "lobby") { text } }'
+                await ada.subscribe("m", room)
+                await other.subscribe("m", room)
+                for c in (ada, other):
+                    await c.send({"type": "ping"})
+                    assert await c.recv() == {"type": "pong"}
+                body = {"room": "lobby", "text": "acme only", "tenant": "acme"}
+                assert await asyncio.to_thread(post, port, body, {"x-api-key": "dev-key"}) == 202
+                frame = await ada.recv()
+                assert frame["payload"] == {"data": {"message": {"text": "acme only"}}}
+                await other.nothing_for()
+    finally:
+        del os.environ["FRAISEQL_JWT_SECRET"]
+
+
+async def test_starlette_middleware_example() -> None:
+    args = ("-m", "uvicorn", "examples.python.starlette_middleware:app", "--port", "{port}")
+    async with running(*args, "--log-level", "warning") as port:
+        url = f"ws://127.0.0.1:{port}/graphql"
+        async with client(url) as c:
+            await c.send({"type": "connection_init", "payload": {"apiKey": "nope"}})
+            assert await c.closed() == (4403, "Forbidden: unknown API key")
+        async with client(url) as c:
+            assert (await c.init({"apiKey": "key-ada"}))["type"] == "connection_ack"
+            await c.subscribe("m", 'subscription { message(room: "lobby") { text } }')
+            await c.send({"type": "ping"})
+            assert await c.recv() == {"type": "pong"}
+            body = {"room": "lobby", "text": "through the middleware"}
+            origin = {"origin": "http://localhost:3000"}
+            status, headers = await asyncio.to_thread(post_with_headers, port, body, origin)
+            assert status == 202
+            assert headers["x-request-id"]
+            assert headers["access-control-allow-origin"] == "http://localhost:3000"
+            frame = await c.recv()
+            assert frame["payload"] == {"data": {"message": {"text": "through the middleware"}}}

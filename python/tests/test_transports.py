@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import client, serve, wait_for
+from conftest import client, hs256_token, serve, wait_for
 
 from fraiseql_subscriptions import (
     AuthenticationError,
@@ -246,22 +246,12 @@ async def test_auth_accepts_refuses_and_isolates_tenants(transport: str) -> None
 
 
 async def test_jwt_auth_verified_in_rust(transport: str) -> None:
-    import base64
-    import hashlib
-    import hmac
-    import json
     import time
 
     secret = "s3cret-for-tests-only"
 
     def token(claims: dict[str, Any]) -> str:
-        def b64(data: bytes) -> str:
-            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-        header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        body = b64(json.dumps(claims).encode())
-        signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256)
-        return f"{header}.{body}.{b64(signature.digest())}"
+        return hs256_token(secret, claims)
 
     manager = chat_manager(auth=JwtAuth(secret=secret))
     good = token({"sub": "ada", "exp": int(time.time()) + 600})

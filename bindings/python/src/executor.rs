@@ -54,6 +54,23 @@ enum AuthSpec {
 struct Direct {
     connection_id: String,
     handle: ConnectionHandle,
+    /// Its last frame (`complete` or `error`) was read: reads return `None` from now on.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Direct {
+    /// The next frame waiting, if any; notes the end when it is `complete` or `error`.
+    fn take_frame(&self, id: &str, batch: &mut Vec<Outbound>) -> Option<String> {
+        let message = batch.pop()?;
+        if matches!(message, Outbound::Complete { .. } | Outbound::Error { .. }) {
+            self.ended.store(true, std::sync::atomic::Ordering::Release);
+        }
+        encode_direct(id, message)
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 #[derive(Debug)]
@@ -67,9 +84,11 @@ struct Started {
 }
 
 /// Verifies JWTs in `connection_init` (`token` or `Authorization: Bearer ...`) in Rust:
-/// HS256 with a shared secret or RS256 with a PEM public key; `exp` is required, `nbf`,
-/// `aud` and `iss` are checked when configured. Claims `sub`, `tenant_id`, `roles` and
-/// `scope`/`scopes` become the principal.
+/// HS256 with a shared secret or RS256 with a PEM public key; `exp` is required, `nbf` is
+/// checked, and `aud` / `iss` are required and checked when `audience=` / `issuer=` are
+/// given. Claims `sub` (user), `tenant_id` (or `tenant_claim=`; `tenant` as a fallback),
+/// `roles` and `scope` / `scopes` / `scp` (a list or a space-separated string) become the
+/// principal.
 #[pyclass(name = "JwtAuth", module = "fraiseql_subscriptions._native", frozen)]
 #[derive(Debug, Clone)]
 pub(crate) struct PyJwtAuth {
@@ -926,28 +945,33 @@ impl PySubscriptionExecutor {
             Arc::new(Direct {
                 connection_id,
                 handle,
+                ended: std::sync::atomic::AtomicBool::new(false),
             }),
         );
         Ok(())
     }
 
     /// The next frame of a direct subscription (`next`, `error` or `complete`, as
-    /// graphql-transport-ws bytes), or `None` when none is waiting. Never blocks.
+    /// graphql-transport-ws bytes), or `None` when none is waiting or the subscription has
+    /// ended (its `complete` or `error` was read). Never blocks.
     fn next_event<'py>(
         &self,
         py: Python<'py>,
         subscription_id: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let direct = self.direct(subscription_id)?;
+        if direct.has_ended() {
+            return Ok(None);
+        }
         let mut batch = Vec::with_capacity(1);
         direct.handle.outbox.try_recv_batch(&mut batch, 1);
-        Ok(batch
-            .pop()
-            .and_then(|m| encode_direct(subscription_id, m))
+        Ok(direct
+            .take_frame(subscription_id, &mut batch)
             .map(|frame| PyBytes::new(py, frame.as_bytes())))
     }
 
-    /// Awaits the next frame of a direct subscription; `None` once it has ended.
+    /// Awaits the next frame of a direct subscription; `None` once it has ended (its
+    /// `complete` or `error` was read).
     fn next_event_async<'py>(
         &self,
         py: Python<'py>,
@@ -957,8 +981,11 @@ impl PySubscriptionExecutor {
         crate::interpreter::future_into_py(py, async move {
             let mut batch = Vec::with_capacity(1);
             loop {
+                if direct.has_ended() {
+                    return Ok(None);
+                }
                 let open = direct.handle.outbox.recv_batch(&mut batch, 1).await;
-                if let Some(frame) = batch.pop().and_then(|m| encode_direct(&subscription_id, m)) {
+                if let Some(frame) = direct.take_frame(&subscription_id, &mut batch) {
                     return Ok(Some(frame.into_bytes()));
                 }
                 if !open {

@@ -97,19 +97,28 @@ impl JwtAuthenticator {
         }
     }
 
-    /// Accepts only tokens whose `aud` names one of `audiences`.
+    /// Accepts only tokens whose `aud` names one of `audiences` (a token without `aud`
+    /// is refused: jsonwebtoken checks the claim only when it is present, unless it is
+    /// required).
     #[must_use]
     pub fn with_audience<I: IntoIterator<Item = S>, S: ToString>(mut self, audiences: I) -> Self {
         let audiences: Vec<String> = audiences.into_iter().map(|a| a.to_string()).collect();
         self.validation.validate_aud = !audiences.is_empty();
+        if !audiences.is_empty() {
+            self.validation.required_spec_claims.insert("aud".to_owned());
+        }
         self.validation.set_audience(&audiences);
         self
     }
 
-    /// Accepts only tokens whose `iss` is one of `issuers`.
+    /// Accepts only tokens whose `iss` is one of `issuers` (a token without `iss` is
+    /// refused).
     #[must_use]
     pub fn with_issuer<I: IntoIterator<Item = S>, S: ToString>(mut self, issuers: I) -> Self {
         let issuers: Vec<String> = issuers.into_iter().map(|i| i.to_string()).collect();
+        if !issuers.is_empty() {
+            self.validation.required_spec_claims.insert("iss".to_owned());
+        }
         self.validation.set_issuer(&issuers);
         self
     }
@@ -311,6 +320,15 @@ mod tests {
             ),
             (
                 json!({"sub": "u", "aud": "api", "iss": "me"}),
+                "required claim",
+            ),
+            // A configured audience or issuer is required, not only checked when present.
+            (
+                json!({"sub": "u", "exp": unix_now() + 600, "iss": "me"}),
+                "required claim",
+            ),
+            (
+                json!({"sub": "u", "exp": unix_now() + 600, "aud": "api"}),
                 "required claim",
             ),
         ];
