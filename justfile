@@ -36,6 +36,9 @@ python-dev *args:
     set -euo pipefail
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+    # A build from before the module was abi3 would shadow the abi3 one (Python prefers
+    # the version-tagged name).
+    rm -f python/fraiseql_subscriptions/_native.cpython-*.so
     cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --quiet {{args}}
 
 # The release wheel users install, into target/wheels: one abi3 wheel for CPython >= 3.10,
@@ -54,9 +57,11 @@ test-python: python-dev wheel
     npm ci --prefix crates/fraiseql-server/tests/js --no-audit --no-fund
     FRAISEQL_DEMO_BIN=target/demo-python node --test crates/fraiseql-server/tests/js/browser-demo.test.mjs
 
-# Python lints: ruff (lint and format) and mypy --strict on the package.
+# Python lints: ruff (lint and format), mypy --strict on the package, and stubtest: the
+# native module's .pyi stubs against the built module.
 lint-python: python-dev
     cd python && ../.venv/bin/ruff check . ../examples/python ../benches/python && ../.venv/bin/ruff format --check . ../examples/python ../benches/python && ../.venv/bin/mypy --strict fraiseql_subscriptions
+    cd python && ../.venv/bin/python -m mypy.stubtest fraiseql_subscriptions._native
 
 # Format everything.
 fmt:

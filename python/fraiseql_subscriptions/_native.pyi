@@ -4,7 +4,34 @@ bindings/python): the Rust engine's Python classes."""
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, final
 
+from typing_extensions import Self
+
 __version__: str
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "EventBusConfig",
+    "EventBusError",
+    "ExecutorStateError",
+    "GraphQLMessage",
+    "JwtAuth",
+    "NativeServer",
+    "PublishError",
+    "ResolverContext",
+    "Session",
+    "StreamSink",
+    "SubscribeError",
+    "SubscriptionError",
+    "SubscriptionExecutor",
+    "SubscriptionPayload",
+    "__version__",
+    "_close_interpreter_gate",
+    "set_json_default",
+    "to_json",
+]
+
+def _close_interpreter_gate() -> None:
+    """Closes the gate every entry into Python passes (registered with atexit)."""
 
 class SubscriptionError(Exception):
     """Base of every FraiseQL subscriptions error."""
@@ -66,13 +93,13 @@ class EventBusConfig:
 class SubscriptionPayload:
     """A subscription request."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         query: str,
         operation_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         extensions: Mapping[str, Any] | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def query(self) -> str: ...
     @property
@@ -126,8 +153,8 @@ class ResolverContext:
 class JwtAuth:
     """JWT verification in Rust (HS256 secret or RS256 PEM public key)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         secret: str | None = None,
         public_key_pem: str | None = None,
@@ -135,11 +162,11 @@ class JwtAuth:
         issuer: Sequence[str] | None = None,
         leeway: float | None = None,
         tenant_claim: str | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def verify(self, token: str) -> dict[str, Any]: ...
 
 #: One frame to write: a text frame, or the (code, reason) of the close frame.
-Frame = str | tuple[int, str]
+_Frame = str | tuple[int, str]
 
 @final
 class Session:
@@ -148,8 +175,8 @@ class Session:
     def feed(self, text: str) -> None: ...
     def feed_bytes(self, data: bytes) -> None: ...
     def client_gone(self) -> None: ...
-    def try_recv(self) -> list[Frame] | None: ...
-    def recv(self) -> Awaitable[list[Frame] | None]: ...
+    def try_recv(self) -> list[_Frame] | None: ...
+    def recv(self) -> Awaitable[list[_Frame] | None]: ...
 
 @final
 class StreamSink:
@@ -177,12 +204,12 @@ class NativeServer:
 class SubscriptionExecutor:
     """The subscription engine for Python."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         bus: EventBusConfig | None = None,
         schema: str | None = None,
         config: Mapping[str, Any] | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def register_field(
         self,
         name: str,
