@@ -257,6 +257,9 @@ async def test_direct_api_and_seed_names() -> None:
 async def test_publish_sync_from_a_thread_and_bad_publishes() -> None:
     manager = SubscriptionManager(config=SubscriptionConfig.development())
     manager.subscription("tick")
+    # Before start() the manager's fields are not in the engine yet: refused, not lost.
+    with pytest.raises(ExecutorStateError, match="not started"):
+        manager.publish_sync("tick", 0)
     await manager.start()
     await manager.create_subscription("t", "c", "subscription { tick }")
     thread = threading.Thread(target=manager.publish_sync, args=("tick", 5))

@@ -551,6 +551,13 @@ class SubscriptionManager:
         Raises :class:`ExecutorStateError` when called on the thread running the manager's
         event loop: the engine needs that loop for resolvers, auth and hooks, so blocking it
         could wait forever once the bus is full. Use ``await publish(...)`` there."""
+        if not self._started:
+            # The executor could start itself here, but without this manager's fields,
+            # auth and hooks, which are handed over by start().
+            raise _rs.ExecutorStateError(
+                "the manager is not started: await manager.start() (or serve it) before "
+                "publish_sync()"
+            )
         self._executor.publish_sync(
             channel,
             data,
