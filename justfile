@@ -41,14 +41,14 @@ python-dev *args:
     rm -f python/fraiseql_subscriptions/_native.cpython-*.so
     cd python && VIRTUAL_ENV="$PWD/../.venv" ../.venv/bin/maturin develop --quiet {{args}}
 
-# The release wheel users install, into target/wheels: one abi3 wheel for CPython >= 3.10,
-# stripped, linked by zig against glibc 2.17 (manylinux2014) and checked by auditwheel.
+# Stripped, linked by zig against glibc 2.17 and checked by maturin's auditwheel.
+# The release wheel users install, in target/wheels: abi3 (CPython >= 3.10), manylinux2014.
 wheel: python-dev
     rm -f target/wheels/fraiseql_subscriptions-*.whl && cd python && PATH="$PWD/../.venv/bin:$PATH" maturin build --release --zig --compatibility manylinux2014 --out ../target/wheels
 
-# The Python package's tests (pytest against real uvicorn and native servers; test_wheel.py
-# installs the release wheel of `just wheel` into a fresh virtualenv), and the demo page in
-# headless Chromium against the Python demo (the JS test of `just demo`).
+# The Python package's tests (pytest against real uvicorn and native servers, and the wheel
+# of `just wheel` installed in a fresh virtualenv), and the demo page in headless Chromium
+# against the Python demo (the JS test of `just demo`).
 test-python: python-dev wheel
     cd python && FRAISEQL_WHEEL="$(ls "$PWD"/../target/wheels/fraiseql_subscriptions-*.whl)" ../.venv/bin/python -m pytest -q
     mkdir -p target
