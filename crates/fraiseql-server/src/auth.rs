@@ -105,7 +105,9 @@ impl JwtAuthenticator {
         let audiences: Vec<String> = audiences.into_iter().map(|a| a.to_string()).collect();
         self.validation.validate_aud = !audiences.is_empty();
         if !audiences.is_empty() {
-            self.validation.required_spec_claims.insert("aud".to_owned());
+            self.validation
+                .required_spec_claims
+                .insert("aud".to_owned());
         }
         self.validation.set_audience(&audiences);
         self
@@ -117,7 +119,9 @@ impl JwtAuthenticator {
     pub fn with_issuer<I: IntoIterator<Item = S>, S: ToString>(mut self, issuers: I) -> Self {
         let issuers: Vec<String> = issuers.into_iter().map(|i| i.to_string()).collect();
         if !issuers.is_empty() {
-            self.validation.required_spec_claims.insert("iss".to_owned());
+            self.validation
+                .required_spec_claims
+                .insert("iss".to_owned());
         }
         self.validation.set_issuer(&issuers);
         self
