@@ -132,6 +132,7 @@ impl Shared {
                         .subscribe(keys)
                         .await
                         .map_err(|e| command_error(&self.config.host, "SUBSCRIBE", &e))?;
+                    self.confirm_listening().await?;
                 }
                 RedisMode::Streams => {
                     for channel in &fresh {
@@ -170,6 +171,20 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Returns once Redis has applied the SUBSCRIBEs sent on the listening connection.
+    ///
+    /// Redis answers SUBSCRIBE out of band, so the client resolves it once it is written,
+    /// not when Redis has taken it; a PUBLISH sent afterwards on another connection (this
+    /// node's command connection, or another node's) can reach Redis first and be missed. A
+    /// PING on the same connection is answered in order, after the SUBSCRIBEs before it.
+    async fn confirm_listening(&self) -> Result<(), BusError> {
+        self.listener
+            .ping::<fred::types::Value>(None)
+            .await
+            .map(drop)
+            .map_err(|e| command_error(&self.config.host, "PING after SUBSCRIBE", &e))
     }
 
     /// Removes `channels` (or every channel, and the stream itself, when `None`) from
@@ -231,7 +246,11 @@ impl Shared {
         if keys.is_empty() {
             return;
         }
-        match self.listener.subscribe(keys).await {
+        let subscribed = match self.listener.subscribe(keys).await {
+            Ok(()) => self.confirm_listening().await,
+            Err(err) => Err(command_error(&self.config.host, "SUBSCRIBE", &err)),
+        };
+        match subscribed {
             Ok(()) => {
                 tracing::info!(host = %self.config.host, "Redis bus resubscribed after reconnect");
             }

@@ -121,6 +121,38 @@ async fn a_node_receives_its_own_publish_exactly_once() {
     }
 }
 
+/// `subscribe` returns once the bus listens: an event published the moment it returns, by
+/// any node on any connection, is delivered. (Redis answers SUBSCRIBE out of band, so the
+/// bus must confirm it on the listening connection before returning; a publish on the
+/// command connection would otherwise overtake it now and then and be lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_right_after_subscribe_returns_is_delivered() {
+    if !live_redis::available("publish_after_subscribe") {
+        return;
+    }
+    for mode in MODES {
+        let prefix = live_redis::unique_prefix("subpub");
+        let a = node(&prefix, mode).await;
+        let b = node(&prefix, mode).await;
+        let mut stream = a.subscribe(&chans(&["warmup"])).await.unwrap();
+        for i in 0..300u64 {
+            let channel = format!("c{i}");
+            a.subscribe_to(stream.id(), std::slice::from_ref(&channel))
+                .await
+                .unwrap();
+            let publisher = if i % 2 == 0 { &a } else { &b };
+            publisher.publish(numbered(&channel, i)).await.unwrap();
+            let event = next(&mut stream).await;
+            assert_eq!(
+                (event.channel(), n_of(&event)),
+                (channel.as_str(), i),
+                "{mode}"
+            );
+        }
+        live_redis::cleanup(&prefix).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_channels_each_arrive_complete_and_in_order() {
     if !live_redis::available("many_channels") {
