@@ -17,11 +17,13 @@ use crate::dispatched::DispatchWaiters;
 use crate::document::{DocumentError, DocumentLimits, ProjectionPlan, SubscriptionDocuments};
 use crate::event::Event;
 use crate::filter::{CompiledFilter, FilterSpec};
+use crate::in_flight::{InFlight, Operation};
 use crate::limits::{
     check_caps, check_connection_cap, DeliveryLimiter, LimitRejection, LimitsConfig, LimitsError,
     MessageLimiter, SubscribeLimiter,
 };
 use crate::metrics::{DropReason, Metrics, RateLimitKind};
+use crate::operation::{operation_kind, OperationExecutor};
 use crate::outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 use crate::registry::{ChannelTemplate, ConnectionId, Registry, SubscriptionId, TemplateError};
 use crate::security::{DeliveryGuard, Principal, Requirement, SecurityPolicy};
@@ -187,6 +189,10 @@ pub struct EngineConfig {
     /// Python executor turns it on when no field is declared at all (the original plan's
     /// direct API, where fields are named only by the subscriptions).
     pub implicit_fields: bool,
+    /// Runs the queries and mutations clients send on the socket (graphql-transport-ws
+    /// single-result operations): each gets one `next` with its result, then `complete`.
+    /// `None` (the default): such an operation is refused with an `error`.
+    pub operations: Option<Arc<dyn OperationExecutor>>,
 }
 
 #[derive(Debug)]
@@ -253,6 +259,8 @@ struct Connection {
     user: Option<String>,
     outbox: Arc<Outbox>,
     subscriptions: HashMap<SubscriptionKey, SubscriptionId>,
+    /// Its running queries and mutations.
+    in_flight: Arc<InFlight>,
 }
 
 #[derive(Debug, Default)]
@@ -396,6 +404,7 @@ impl Engine {
                     user,
                     outbox: Arc::clone(&outbox),
                     subscriptions: HashMap::new(),
+                    in_flight: Arc::default(),
                 },
             );
         }
@@ -441,11 +450,20 @@ impl Engine {
         key: SubscriptionKey,
         request: &SubscribePayload,
     ) -> Result<SubscriptionId, Vec<GraphQLError>> {
-        let prepared = self.documents.prepare(
+        let prepared = match self.documents.prepare(
             &request.query,
             request.operation_name.as_deref(),
             request.variables.as_ref(),
-        )?;
+        ) {
+            Ok(prepared) => prepared,
+            // Not a subscription the engine can serve: a query or mutation goes to the
+            // operation executor, when there is one.
+            Err(errors) => {
+                return self
+                    .start_operation(connection, key, request)
+                    .unwrap_or(Err(errors))
+            }
+        };
         let Some(field) = self.field_config(&prepared.field) else {
             return Err(vec![GraphQLError::new(format!(
                 "No subscription field \"{}\" is served here",
@@ -611,10 +629,52 @@ impl Engine {
         Ok(id)
     }
 
+    /// Starts a query or mutation on the operation executor, if there is one and the
+    /// document selects such an operation; `None` otherwise.
+    fn start_operation(
+        &self,
+        connection: ConnectionId,
+        key: SubscriptionKey,
+        request: &SubscribePayload,
+    ) -> Option<Result<SubscriptionId, Vec<GraphQLError>>> {
+        let executor = self.config.operations.as_ref()?;
+        if request.query.len() > self.config.document_limits.max_document_bytes {
+            return None; // the compiler's DOCUMENT_TOO_LARGE stands
+        }
+        let kind = operation_kind(&request.query, request.operation_name.as_deref())?;
+        let mut state = self.write();
+        let Some(conn) = state.connections.get(&connection) else {
+            return Some(Err(vec![closed_connection_error()]));
+        };
+        if let Err(rejection) = self.subscribe_limiter.check_subscribe(conn.user.as_deref()) {
+            self.metrics.rate_limited(RateLimitKind::SubscribePerUser);
+            return Some(Err(vec![rejection.to_graphql_error()]));
+        }
+        let operation = Operation {
+            key,
+            kind,
+            request: request.clone(),
+            principal: conn.principal.clone(),
+            outbox: Arc::clone(&conn.outbox),
+        };
+        let in_flight = Arc::clone(&conn.in_flight);
+        let id = state.registry.reserve_id();
+        drop(state);
+        self.metrics.operation_started(kind);
+        in_flight.start(Arc::clone(executor), operation);
+        Some(Ok(id))
+    }
+
     /// Ends a subscription (the protocol's `Action::Stop`); nothing is sent for it any more.
+    /// A running query or mutation is cancelled: its result is not sent.
     pub async fn unsubscribe(&self, connection: ConnectionId, key: SubscriptionKey) {
         let removed = {
             let mut state = self.write();
+            if let Some(conn) = state.connections.get(&connection) {
+                if conn.in_flight.cancel(key) {
+                    return;
+                }
+            }
             let id = state
                 .connections
                 .get_mut(&connection)
@@ -642,6 +702,9 @@ impl Engine {
                         state.connections_by_user.remove(user);
                     }
                 }
+            }
+            if let Some(conn) = &conn {
+                conn.in_flight.cancel_all();
             }
             (removed, conn.map(|c| c.outbox))
         };

@@ -17,8 +17,10 @@ pub mod document;
 mod engine;
 mod event;
 pub mod filter;
+mod in_flight;
 pub mod limits;
 pub mod metrics;
+mod operation;
 mod outbox;
 pub mod registry;
 pub mod security;
@@ -33,4 +35,7 @@ pub use engine::{
     ResolverError,
 };
 pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE, GAP_EVENT_TYPE};
+pub use operation::{
+    operation_kind, ExecutionResult, OperationExecutor, OperationKind, OperationRequest,
+};
 pub use outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};

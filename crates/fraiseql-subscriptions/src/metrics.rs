@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::operation::OperationKind;
 use crate::security::SecurityCheck;
 
 /// Why an event was not delivered to a subscription.
@@ -141,6 +142,8 @@ pub struct Metrics {
     resolver_errors: Counter,
     outbox_overflows: Counter,
     subscribe_errors: Counter,
+    /// Queries and mutations started on the socket, by kind (query, mutation).
+    operations: Vec<Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -240,6 +243,16 @@ impl Metrics {
             "Subscribes refused (invalid document, variables, limits)",
             subscribe_errors.clone(),
         );
+        let operations = labelled(
+            &mut registry,
+            "operations",
+            "Queries and mutations started on the socket (operation executor)",
+            "kind",
+            [
+                OperationKind::Query.as_str(),
+                OperationKind::Mutation.as_str(),
+            ],
+        );
         Self {
             registry,
             connections,
@@ -252,6 +265,18 @@ impl Metrics {
             resolver_errors,
             outbox_overflows,
             subscribe_errors,
+            operations,
+        }
+    }
+
+    /// A query or mutation was handed to the operation executor.
+    pub fn operation_started(&self, kind: OperationKind) {
+        let index = match kind {
+            OperationKind::Query => 0,
+            OperationKind::Mutation => 1,
+        };
+        if let Some(counter) = self.operations.get(index) {
+            counter.inc();
         }
     }
 

@@ -285,6 +285,15 @@ impl<S: Clone> Registry<S> {
         Self::default()
     }
 
+    /// Takes a fresh id without registering anything: for what a connection runs that is
+    /// not a subscription (a query or mutation on the socket), so that it is still named
+    /// uniquely in hooks and logs.
+    pub fn reserve_id(&mut self) -> SubscriptionId {
+        let id = SubscriptionId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
     /// Adds a subscription of `connection` (and `user`, if authenticated) on `channel`.
     pub fn insert(
         &mut self,
