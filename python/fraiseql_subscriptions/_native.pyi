@@ -227,6 +227,14 @@ class SubscriptionExecutor:
     def set_auth(
         self, auth: JwtAuth | Callable[[dict[str, Any] | None], Awaitable[Any]] | None
     ) -> None: ...
+    def set_operations(
+        self,
+        call: Callable[
+            [str, dict[str, Any] | None, str | None, str, dict[str, Any]],
+            Awaitable[tuple[str, Any]],
+        ]
+        | None,
+    ) -> None: ...
     def start(self) -> Awaitable[None]: ...
     @property
     def started_(self) -> bool: ...

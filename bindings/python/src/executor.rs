@@ -25,6 +25,7 @@ use crate::config::{PyEventBusConfig, Settings};
 use crate::convert::{py_to_object, py_to_value};
 use crate::errors::{self, config, Kind};
 use crate::hooks::PyObserver;
+use crate::operations::PyOperationExecutor;
 use crate::session::PySession;
 use crate::streams::PyStreamSource;
 
@@ -170,6 +171,8 @@ pub(crate) struct PySubscriptionExecutor {
     fields: Mutex<Vec<(String, FieldSpec)>>,
     auth: Mutex<AuthSpec>,
     hooks: Mutex<Option<Py<PyAny>>>,
+    /// The package's wrapper of the user's `execute` (queries and mutations on the socket).
+    operations: Mutex<Option<Py<PyAny>>>,
     state: RwLock<Option<Arc<Started>>>,
     stopped: std::sync::atomic::AtomicBool,
 }
@@ -309,6 +312,7 @@ impl PySubscriptionExecutor {
             .any(|(_, f)| f.resolver.is_some() || f.stream.is_some())
             || matches!(*lock(&self.auth), AuthSpec::Python(_))
             || lock(&self.hooks).is_some()
+            || lock(&self.operations).is_some()
     }
 
     /// The service builder: settings, fields (with their Python resolvers and streams),
@@ -332,6 +336,12 @@ impl PySubscriptionExecutor {
         // With no field declared, every root field is served on the channel named after
         // it (the original plan's direct API names fields only in its subscriptions).
         engine.implicit_fields = lock(&self.fields).is_empty();
+        if let Some(call) = &*lock(&self.operations) {
+            engine.operations = Some(Arc::new(PyOperationExecutor::new(
+                call.clone_ref(py),
+                needs_loop()?,
+            )));
+        }
         let mut builder = SubscriptionService::builder()
             .path(settings.path.clone())
             .engine_config(engine)
@@ -494,6 +504,7 @@ impl PySubscriptionExecutor {
             fields: Mutex::new(Vec::new()),
             auth: Mutex::new(AuthSpec::Anonymous),
             hooks: Mutex::new(None),
+            operations: Mutex::new(None),
             state: RwLock::new(None),
             stopped: std::sync::atomic::AtomicBool::new(false),
         })
@@ -589,6 +600,26 @@ impl PySubscriptionExecutor {
             ));
         }
         *lock(&self.hooks) = dispatch;
+        Ok(())
+    }
+
+    /// What runs the queries and mutations clients send on the socket: the package's
+    /// wrapper `call(query, variables, operation_name, kind, principal) -> (verdict,
+    /// body)`, run on the loop `start()` is awaited on; `None` refuses them (the default).
+    /// Before `start()`.
+    fn set_operations(&self, call: Option<Py<PyAny>>) -> PyResult<()> {
+        if self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+        {
+            return Err(errors::error(
+                Kind::State,
+                "the operation executor must be set before start()",
+            ));
+        }
+        *lock(&self.operations) = call;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod executor;
 mod hooks;
 mod interpreter;
 mod messages;
+mod operations;
 mod session;
 mod streams;
 

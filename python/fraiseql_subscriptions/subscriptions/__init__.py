@@ -31,7 +31,9 @@ from fraiseql_subscriptions._native import (
 )
 from fraiseql_subscriptions.subscriptions._json import to_jsonable
 from fraiseql_subscriptions.subscriptions.config import SubscriptionConfig
-from fraiseql_subscriptions.subscriptions.manager import Complete, Principal, SubscriptionManager
+from fraiseql_subscriptions.subscriptions.manager import Complete, SubscriptionManager
+from fraiseql_subscriptions.subscriptions.operations import OperationContext
+from fraiseql_subscriptions.subscriptions.principal import Principal
 from fraiseql_subscriptions.subscriptions.websocket import (
     GraphQLTransportWSHandler,
     SubscriptionProtocolHandler,
@@ -56,6 +58,7 @@ __all__ = [
     "GraphQLMessage",
     "GraphQLTransportWSHandler",
     "JwtAuth",
+    "OperationContext",
     "Principal",
     "PublishError",
     "PyEventBusConfig",

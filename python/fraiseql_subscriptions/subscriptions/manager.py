@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as _dt
 import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fraiseql_subscriptions import _native as _rs
 from fraiseql_subscriptions.subscriptions.config import SubscriptionConfig
+from fraiseql_subscriptions.subscriptions.operations import ExecuteCallable, wrap_execute
+from fraiseql_subscriptions.subscriptions.principal import Principal
 from fraiseql_subscriptions.subscriptions.upgrade import check_websocket_support
 
 logger = logging.getLogger("fraiseql_subscriptions")
@@ -23,38 +24,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: What an ``auth`` callable may be: ``(connection_init payload) -> principal``.
 AuthCallable = Callable[[dict[str, Any] | None], Any]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is on the other end of a connection, as ``auth`` established it.
-
-    ``expires_at`` (a timezone-aware ``datetime`` or seconds since the epoch) closes the
-    connection with 4403 when it passes.
-    """
-
-    user_id: str | None = None
-    tenant_id: str | None = None
-    roles: Sequence[str] = ()
-    scopes: Sequence[str] = ()
-    claims: Mapping[str, Any] = field(default_factory=dict)
-    expires_at: _dt.datetime | float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The form the Rust engine reads."""
-        expires = self.expires_at
-        if isinstance(expires, _dt.datetime):
-            if expires.tzinfo is None:
-                raise ValueError("Principal.expires_at must be timezone-aware")
-            expires = expires.timestamp()
-        return {
-            "user_id": self.user_id,
-            "tenant_id": self.tenant_id,
-            "roles": list(self.roles),
-            "scopes": list(self.scopes),
-            "claims": dict(self.claims),
-            "expires_at": expires,
-        }
 
 
 @dataclass(frozen=True)
@@ -250,6 +219,9 @@ class SubscriptionManager:
     async callable receiving the ``connection_init`` payload and returning a
     :class:`Principal` (or a dict of its fields, or a user id); raising refuses the
     connection with close 4403 and the exception's message.
+
+    ``execute`` answers the queries and mutations clients send on the socket (see
+    :class:`OperationContext`); without it they are refused with an ``error``.
     """
 
     def __init__(
@@ -258,7 +230,13 @@ class SubscriptionManager:
         schema: str | None = None,
         auth: _rs.JwtAuth | AuthCallable | None = None,
         config: SubscriptionConfig | None = None,
+        execute: ExecuteCallable | None = None,
     ) -> None:
+        if execute is not None and not callable(execute):
+            raise TypeError(
+                "execute must be a callable (query, variables, operation_name, ctx) -> "
+                f"GraphQL response, not {type(execute).__name__}"
+            )
         if isinstance(config, _rs.EventBusConfig):
             raise TypeError(
                 "SubscriptionManager(config=...) takes a SubscriptionConfig (limits, path, "
@@ -275,6 +253,7 @@ class SubscriptionManager:
         self._executor = _rs.SubscriptionExecutor(bus, schema, self.config.to_dict())
         self._fields: dict[str, _Field] = {}
         self._auth = auth
+        self._execute = execute
         self._on_connect: list[Callable[..., Any]] = []
         self._hooks: dict[str, list[Callable[..., Any]]] = {
             "subscribe": [],
@@ -445,6 +424,8 @@ class SubscriptionManager:
             self._executor.set_auth(self._auth_callable())
             if any(self._hooks.values()):
                 self._executor.set_hooks(self._dispatch_hook)
+            if self._execute is not None:
+                self._executor.set_operations(wrap_execute(self._execute))
             await self._executor.start()
             self._started = True
 
