@@ -187,3 +187,43 @@ async def test_starlette_middleware_example() -> None:
             assert headers["access-control-allow-origin"] == "http://localhost:3000"
             frame = await c.recv()
             assert frame["payload"] == {"data": {"message": {"text": "through the middleware"}}}
+
+
+async def post_and_read_back(url: str) -> None:
+    """Over one socket: a subscription to the room, a mutation that posts to it (its
+    result, and the event it publishes), then a query of the room's history."""
+    async with client(url) as c:
+        assert (await c.init({"user": "ada"}))["type"] == "connection_ack"
+        await c.subscribe("sub", 'subscription { message(room: "lobby") { text author } }')
+        await c.subscribe("post", 'mutation { post(room: "lobby", text: "hi") { text author } }')
+        frames = [await c.recv() for _ in range(3)]
+        by_id: dict[str, list[dict[str, object]]] = {}
+        for frame in frames:
+            by_id.setdefault(str(frame["id"]), []).append(frame)
+        assert [f["type"] for f in by_id["post"]] == ["next", "complete"], frames
+        assert by_id["post"][0]["payload"] == {"data": {"post": {"text": "hi", "author": "ada"}}}
+        assert by_id["sub"] == [
+            {
+                "id": "sub",
+                "type": "next",
+                "payload": {"data": {"message": {"text": "hi", "author": "ada"}}},
+            }
+        ]
+        await c.subscribe("history", '{ messages(room: "lobby") { text } }')
+        assert await c.recv() == {
+            "id": "history",
+            "type": "next",
+            "payload": {"data": {"messages": [{"text": "hi"}]}},
+        }
+        assert await c.recv() == {"id": "history", "type": "complete"}
+
+
+async def test_graphql_core_operations_example_on_the_native_server() -> None:
+    async with running(str(EXAMPLES / "graphql_operations.py"), "{port}") as port:
+        await post_and_read_back(f"ws://127.0.0.1:{port}/graphql")
+
+
+async def test_strawberry_operations_example_under_uvicorn() -> None:
+    module = "examples.python.strawberry_operations:app"
+    async with running("-m", "uvicorn", module, "--port", "{port}", "--log-level", "warning") as port:
+        await post_and_read_back(f"ws://127.0.0.1:{port}/graphql")
