@@ -14,10 +14,12 @@ subscribers of the room see the message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections import defaultdict
 from typing import Any
 
+from fraiseql_subscriptions import OperationContext, Principal, SubscriptionManager
 from graphql import (
     GraphQLArgument,
     GraphQLField,
@@ -28,8 +30,6 @@ from graphql import (
     GraphQLString,
     graphql,
 )
-
-from fraiseql_subscriptions import OperationContext, Principal, SubscriptionManager
 
 #: The rooms' messages (a real app reads and writes its database here).
 HISTORY: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -117,7 +117,5 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 8000))
-    except KeyboardInterrupt:
-        pass

@@ -16,7 +16,6 @@ from typing import Any
 
 import strawberry
 from fastapi import FastAPI
-
 from fraiseql_subscriptions import OperationContext, Principal, SubscriptionManager
 
 #: The rooms' messages (a real app reads and writes its database here).

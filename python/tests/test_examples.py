@@ -225,5 +225,6 @@ async def test_graphql_core_operations_example_on_the_native_server() -> None:
 
 async def test_strawberry_operations_example_under_uvicorn() -> None:
     module = "examples.python.strawberry_operations:app"
-    async with running("-m", "uvicorn", module, "--port", "{port}", "--log-level", "warning") as port:
+    args = ("-m", "uvicorn", module, "--port", "{port}", "--log-level", "warning")
+    async with running(*args) as port:
         await post_and_read_back(f"ws://127.0.0.1:{port}/graphql")
