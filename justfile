@@ -47,8 +47,9 @@ wheel: python-dev
     rm -f target/wheels/fraiseql_subscriptions-*.whl && cd python && PATH="$PWD/../.venv/bin:$PATH" maturin build --release --zig --compatibility manylinux2014 --out ../target/wheels
 
 # The Python package's tests (pytest against real uvicorn and native servers, and the wheel
-# of `just wheel` installed in a fresh virtualenv), and the demo page in headless Chromium
-# against the Python demo (the JS test of `just demo`).
+# of `just wheel` installed in a fresh virtualenv), the demo page in headless Chromium
+# against the Python demo (the JS test of `just demo`), and the graphql-ws npm client's
+# queries and mutations against the Python operations example.
 test-python: python-dev wheel
     cd python && FRAISEQL_WHEEL="$(ls "$PWD"/../target/wheels/fraiseql_subscriptions-*.whl)" ../.venv/bin/python -m pytest -q
     mkdir -p target
@@ -56,6 +57,9 @@ test-python: python-dev wheel
     chmod +x target/demo-python
     npm ci --prefix crates/fraiseql-server/tests/js --no-audit --no-fund
     FRAISEQL_DEMO_BIN=target/demo-python node --test crates/fraiseql-server/tests/js/browser-demo.test.mjs
+    printf '#!/bin/sh\nexec "%s/.venv/bin/python" "%s/examples/python/graphql_operations.py" "$@"\n' "$PWD" "$PWD" > target/operations-python
+    chmod +x target/operations-python
+    FRAISEQL_OPERATIONS_BIN=target/operations-python node --test crates/fraiseql-server/tests/js/python-operations.mjs
 
 # Python lints: ruff (lint and format), mypy --strict on the package, and stubtest: the
 # native module's .pyi stubs against the built module.
