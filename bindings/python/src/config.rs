@@ -261,6 +261,7 @@ const KEYS: &[&str] = &[
     "init_timeout",
     "keep_alive",
     "max_message_bytes",
+    "max_id_bytes",
     "max_query_depth",
     "multi_tenant",
     "user_arguments",
@@ -417,6 +418,9 @@ impl Settings {
         }
         if let Some(bytes) = get_usize(dict, "max_message_bytes")? {
             connection = connection.max_message_bytes(bytes);
+        }
+        if let Some(bytes) = get_usize(dict, "max_id_bytes")? {
+            connection = connection.max_id_bytes(bytes);
         }
         let connection = connection.build().map_err(|e| config(e.to_string()))?;
         let mut engine = EngineConfig {

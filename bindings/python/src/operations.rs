@@ -28,7 +28,8 @@ pub(crate) struct PyOperationExecutor {
 
 impl std::fmt::Debug for PyOperationExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PyOperationExecutor").finish_non_exhaustive()
+        f.debug_struct("PyOperationExecutor")
+            .finish_non_exhaustive()
     }
 }
 

@@ -20,6 +20,8 @@ pub enum CloseCode {
     Normal,
     /// 1001: the server is going away (graceful shutdown).
     GoingAway,
+    /// 1007 (invalid frame payload data, RFC 6455): a text frame that is not valid UTF-8.
+    InvalidPayload,
     /// 1008 (policy violation): the client read its messages too slowly and its outbox
     /// overflowed (the engine's default slow-consumer policy).
     SlowConsumer,
@@ -52,6 +54,7 @@ impl CloseCode {
         match self {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
+            Self::InvalidPayload => 1007,
             Self::SlowConsumer => 1008,
             Self::KeepAliveTimeout => 1013,
             Self::BadRequest => 4400,
@@ -71,6 +74,7 @@ impl CloseCode {
         Some(match code {
             1000 => Self::Normal,
             1001 => Self::GoingAway,
+            1007 => Self::InvalidPayload,
             1008 => Self::SlowConsumer,
             1013 => Self::KeepAliveTimeout,
             4400 => Self::BadRequest,

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// The default [`ConnectionConfig::max_id_bytes`]: room for any UUID or counter a client
+/// library uses, and a bound on what every frame repeats.
+pub const DEFAULT_MAX_ID_BYTES: usize = 128;
+
 /// The smallest `max_message_bytes` accepted: room for a small `subscribe` message.
 pub const MIN_MESSAGE_BYTES: usize = 256;
 
@@ -36,12 +40,14 @@ pub struct ConnectionConfig {
     connection_init_timeout: Duration,
     keep_alive: Option<KeepAlive>,
     max_message_bytes: usize,
+    max_id_bytes: usize,
     transport_pings: bool,
 }
 
 impl Default for ConnectionConfig {
     /// graphql-ws's defaults: 3 s to send `connection_init`, a ping every 12 s answered
-    /// within 12 s; messages up to 256 KiB; WebSocket-level pings for legacy clients.
+    /// within 12 s; messages up to 256 KiB; subscription ids up to 128 bytes;
+    /// WebSocket-level pings for legacy clients.
     fn default() -> Self {
         Self {
             connection_init_timeout: Duration::from_secs(3),
@@ -50,6 +56,7 @@ impl Default for ConnectionConfig {
                 timeout: Duration::from_secs(12),
             }),
             max_message_bytes: 256 * 1024,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
             transport_pings: true,
         }
     }
@@ -80,6 +87,14 @@ impl ConnectionConfig {
     #[must_use]
     pub const fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
+    }
+
+    /// The longest subscription id accepted, in bytes; a `subscribe` (legacy: `start`) with
+    /// a longer one closes the connection with 4400 naming the limit. Every frame for a
+    /// subscription repeats its id, and the server keeps it for the subscription's life.
+    #[must_use]
+    pub const fn max_id_bytes(&self) -> usize {
+        self.max_id_bytes
     }
 
     /// Whether legacy (`graphql-ws`) connections also get WebSocket ping frames
@@ -123,6 +138,12 @@ impl ConnectionConfigBuilder {
         self
     }
 
+    /// See [`ConnectionConfig::max_id_bytes`].
+    pub fn max_id_bytes(mut self, limit: usize) -> Self {
+        self.config.max_id_bytes = limit;
+        self
+    }
+
     /// See [`ConnectionConfig::transport_pings`]. Turn off for transports that cannot send
     /// WebSocket ping frames (ASGI has no such event).
     pub fn transport_pings(mut self, enabled: bool) -> Self {
@@ -134,7 +155,8 @@ impl ConnectionConfigBuilder {
     ///
     /// # Errors
     /// [`Error::ZeroDuration`] for a zero timeout or interval, [`Error::MessageLimitTooSmall`]
-    /// for a message limit under [`MIN_MESSAGE_BYTES`].
+    /// for a message limit under [`MIN_MESSAGE_BYTES`], [`Error::IdLimitTooSmall`] for an id
+    /// limit of zero.
     pub fn build(self) -> Result<ConnectionConfig, Error> {
         let config = self.config;
         nonzero("connection_init_timeout", config.connection_init_timeout)?;
@@ -147,6 +169,9 @@ impl ConnectionConfigBuilder {
                 min: MIN_MESSAGE_BYTES,
                 value: config.max_message_bytes,
             });
+        }
+        if config.max_id_bytes == 0 {
+            return Err(Error::IdLimitTooSmall);
         }
         Ok(config)
     }

@@ -462,6 +462,15 @@ impl ServerConnection {
             self.close(CloseCode::Unauthorized, "Unauthorized");
             return;
         }
+        let max_id = self.config.max_id_bytes();
+        if id.len() > max_id {
+            let reason = format!(
+                "Invalid message: subscription id is {} bytes, the limit is {max_id}",
+                id.len()
+            );
+            self.close(CloseCode::BadRequest, &reason);
+            return;
+        }
         let pending = self.pending_legacy_starts.iter().any(|(p, _)| *p == id);
         if pending || self.keys_by_id.contains_key(&id) {
             let reason = format!("Subscriber for {id} already exists");

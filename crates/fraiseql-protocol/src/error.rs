@@ -25,6 +25,9 @@ pub enum Error {
         /// The value given.
         value: usize,
     },
+    /// The subscription id limit was zero (no subscription could be started).
+    #[error("max_id_bytes must be at least 1")]
+    IdLimitTooSmall,
     /// `accept`/`reject` was called when no `connection_init` was waiting for a verdict.
     #[error("no connection_init is waiting for authentication (the connection is {phase})")]
     NoAuthenticationPending {

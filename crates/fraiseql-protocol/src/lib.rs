@@ -43,7 +43,9 @@ mod message;
 mod negotiate;
 
 pub use close::{limit_close_reason, CloseCode, MAX_CLOSE_REASON_BYTES};
-pub use config::{ConnectionConfig, ConnectionConfigBuilder, KeepAlive, MIN_MESSAGE_BYTES};
+pub use config::{
+    ConnectionConfig, ConnectionConfigBuilder, KeepAlive, DEFAULT_MAX_ID_BYTES, MIN_MESSAGE_BYTES,
+};
 pub use connection::{
     Action, ConnectionPhase, ServerConnection, SubscriptionKey, MAX_PENDING_LEGACY_STARTS,
 };

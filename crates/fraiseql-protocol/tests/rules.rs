@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use fraiseql_protocol::{
     Action, CloseCode, ConnectionConfig, ConnectionPhase, GraphQLError, JsonObject, Protocol,
-    ServerConnection, SubscriptionKey,
+    ServerConnection, SubscriptionKey, DEFAULT_MAX_ID_BYTES,
 };
 use serde_json::{json, Value};
 
@@ -842,10 +842,46 @@ fn transport_closed_stops_subscriptions_without_a_close_frame() {
 
 #[test]
 fn long_close_reasons_are_cut_to_123_bytes() {
-    let mut peer = Peer::ready(MODERN);
+    let config = ConnectionConfig::builder()
+        .max_id_bytes(1024)
+        .build()
+        .unwrap();
+    let mut peer = Peer::with_config(MODERN, config);
+    peer.init_and_accept();
     let id = "x".repeat(300);
     peer.start(&id);
     let (code, reason) = close_of(&peer.send(&subscribe_text(MODERN, &id)));
     assert_eq!(code, CloseCode::SubscriberAlreadyExists);
     assert_eq!(reason.len(), 123);
+}
+
+#[test]
+fn an_id_over_the_limit_closes_4400_naming_the_limit() {
+    for protocol in BOTH {
+        let mut peer = Peer::ready(protocol);
+        let at_limit = "i".repeat(DEFAULT_MAX_ID_BYTES);
+        let started = peer.send(&subscribe_text(protocol, &at_limit));
+        assert!(
+            matches!(started.as_slice(), [Action::Start { .. }]),
+            "{protocol:?}: {started:?}"
+        );
+        let too_long = "i".repeat(DEFAULT_MAX_ID_BYTES + 1);
+        let (code, reason) = close_of(&peer.send(&subscribe_text(protocol, &too_long)));
+        assert_eq!(code, CloseCode::BadRequest, "{protocol:?}");
+        assert_eq!(
+            reason,
+            format!(
+                "Invalid message: subscription id is {} bytes, the limit is {DEFAULT_MAX_ID_BYTES}",
+                DEFAULT_MAX_ID_BYTES + 1
+            )
+        );
+    }
+    // Configurable; a legacy start queued before the ack is checked too.
+    let config = ConnectionConfig::builder().max_id_bytes(4).build().unwrap();
+    let mut peer = Peer::with_config(LEGACY, config);
+    peer.send(r#"{"type":"connection_init"}"#);
+    let (code, reason) = close_of(&peer.send(&subscribe_text(LEGACY, "12345")));
+    assert_eq!(code, CloseCode::BadRequest);
+    assert!(reason.ends_with("the limit is 4"), "{reason}");
+    assert!(ConnectionConfig::builder().max_id_bytes(0).build().is_err());
 }

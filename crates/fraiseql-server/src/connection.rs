@@ -202,6 +202,17 @@ impl<T: Transport> Driver<T> {
                 conn.handle_transport_closed();
                 self.peer_closed = true;
             }
+            Incoming::TooLarge => {
+                let reason = format!(
+                    "Message too large: the limit is {} bytes",
+                    self.shared.connection_config.max_message_bytes()
+                );
+                conn.close(CloseCode::BadRequest, &reason);
+            }
+            Incoming::InvalidUtf8 => conn.close(
+                CloseCode::InvalidPayload,
+                "Invalid message: text frame is not valid UTF-8",
+            ),
         }
     }
 

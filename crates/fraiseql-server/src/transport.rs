@@ -11,6 +11,7 @@ use std::future::Future;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
 
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,11 @@ pub enum Incoming {
     Pong,
     /// The client's close frame.
     Close,
+    /// A frame larger than the WebSocket codec reads (the driver closes with 4400, as for
+    /// any message over the limit).
+    TooLarge,
+    /// A text frame that is not valid UTF-8 (the driver closes with 1007).
+    InvalidUtf8,
 }
 
 /// A frame for the client.
@@ -65,7 +71,9 @@ impl Transport for WebSocket {
             Ok(Message::Ping(_)) => Some(Incoming::Ping),
             Ok(Message::Pong(_)) => Some(Incoming::Pong),
             Ok(Message::Close(_)) => Some(Incoming::Close),
-            Err(_) => None,
+            // Frames the codec refuses get their close code; any other error means the
+            // peer is gone.
+            Err(err) => refused(err),
         }
     }
 
@@ -83,6 +91,16 @@ impl Transport for WebSocket {
         }
         // tungstenite also writes the pongs it queued for the client's pings here.
         self.flush().await.map_err(drop)
+    }
+}
+
+/// The frame a codec error stands for, when the client sent something the server refuses
+/// rather than went away.
+fn refused(err: axum::Error) -> Option<Incoming> {
+    match err.into_inner().downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some(Incoming::TooLarge),
+        tungstenite::Error::Utf8(_) => Some(Incoming::InvalidUtf8),
+        _ => None,
     }
 }
 

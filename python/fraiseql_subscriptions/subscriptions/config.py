@@ -38,6 +38,8 @@ class SubscriptionConfig:
     init_timeout: float | None = None
     keep_alive: float | None = None
     max_message_bytes: int | None = None
+    #: Longest subscription id a client may use (default 128 bytes; longer: close 4400).
+    max_id_bytes: int | None = None
     max_query_depth: int | None = None
     multi_tenant: bool = False
     user_arguments: list[str] = field(default_factory=list)
