@@ -250,6 +250,19 @@ fn truncate_for_reason(text: &str) -> &str {
     text.get(..end).unwrap_or_default()
 }
 
+/// The JSON of a message field is valid (the whole message parsed), so an error reading it
+/// as an object is either the wrong type (`Data`) or serde_json's nesting limit.
+fn is_too_deep(err: &serde_json::Error) -> bool {
+    err.classify() != serde_json::error::Category::Data
+}
+
+/// The refusal for a value nested deeper than serde_json reads (128 levels).
+fn too_deep(what: &str) -> InvalidMessage {
+    InvalidMessage::new(format!(
+        "Invalid message: {what} is nested too deeply (more than 128 levels)"
+    ))
+}
+
 fn optional_object(
     raw: Option<&RawValue>,
     kind: &str,
@@ -258,6 +271,7 @@ fn optional_object(
         None | Some("null") => Ok(None),
         Some(json) => match serde_json::from_str::<JsonObject>(json) {
             Ok(object) => Ok(Some(object)),
+            Err(err) if is_too_deep(&err) => Err(too_deep(&format!("\"{kind}\" payload"))),
             Err(_) => Err(InvalidMessage::new(format!(
                 "Invalid message: \"{kind}\" payload must be an object or null"
             ))),
@@ -348,7 +362,10 @@ fn optional_field_object(
         None | Some("null") => Ok(None),
         Some(json) => serde_json::from_str::<JsonObject>(json)
             .map(Some)
-            .map_err(|_| {
+            .map_err(|err| {
+                if is_too_deep(&err) {
+                    return too_deep(&format!("\"{kind}\" payload.{field}"));
+                }
                 InvalidMessage::new(format!(
                     "Invalid message: \"{kind}\" payload.{field} must be an object or null"
                 ))
@@ -438,6 +455,24 @@ mod tests {
             r#"{"type":"subscribe","id":"","payload":{"query":"q"}}"#,
         );
         assert!(why.contains("empty \"id\""), "{why}");
+    }
+
+    #[test]
+    fn deep_nesting_is_named_as_such_not_as_a_wrong_type() {
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let text = format!(
+            r#"{{"type":"subscribe","id":"1","payload":{{"query":"q","variables":{{"a":{deep}}}}}}}"#
+        );
+        let why = reason(MODERN, &text);
+        assert!(
+            why.contains("payload.variables is nested too deeply"),
+            "{why}"
+        );
+        let text = format!(r#"{{"type":"connection_init","payload":{{"a":{deep}}}}}"#);
+        assert!(reason(MODERN, &text).contains("nested too deeply"));
+        // A wrong type is still called one.
+        let text = r#"{"type":"subscribe","id":"1","payload":{"query":"q","variables":[1]}}"#;
+        assert!(reason(MODERN, text).contains("must be an object or null"));
     }
 
     #[test]

@@ -127,10 +127,12 @@ impl JwtAuthenticator {
         self
     }
 
-    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s; a fraction of a second
+    /// counts as a whole one). A token up to `leeway` past its `exp` is accepted, and its
+    /// connection closes `leeway` after `exp`.
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
-        self.validation.leeway = leeway.as_secs();
+        self.validation.leeway = leeway.as_secs() + u64::from(leeway.subsec_nanos() > 0);
         self
     }
 
@@ -148,7 +150,12 @@ impl JwtAuthenticator {
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::new(describe(e.kind())))?;
-        Ok(principal_from_claims(data.claims, &self.tenant_claim))
+        let leeway = Duration::from_secs(self.validation.leeway);
+        Ok(principal_from_claims(
+            data.claims,
+            &self.tenant_claim,
+            leeway,
+        ))
     }
 }
 
@@ -211,7 +218,13 @@ fn strings(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn principal_from_claims(claims: Map<String, Value>, tenant_claim: &str) -> Principal {
+/// The principal of verified `claims`. It expires `leeway` after `exp`: the clock skew
+/// tolerated at connect is tolerated for the rest of the connection too.
+fn principal_from_claims(
+    claims: Map<String, Value>,
+    tenant_claim: &str,
+    leeway: Duration,
+) -> Principal {
     let mut principal = Principal::anonymous();
     principal.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
     principal.tenant_id = claims
@@ -226,8 +239,16 @@ fn principal_from_claims(claims: Map<String, Value>, tenant_claim: &str) -> Prin
     principal = principal.with_scopes(strings(claims.get("scope")));
     principal = principal.with_scopes(strings(claims.get("scopes")));
     principal = principal.with_scopes(strings(claims.get("scp")));
-    if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
-        principal.expires_at = UNIX_EPOCH.checked_add(Duration::from_secs(exp));
+    let exp = claims.get("exp").and_then(|exp| {
+        exp.as_u64().map(Duration::from_secs).or_else(|| {
+            exp.as_f64()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        })
+    });
+    if let Some(exp) = exp {
+        principal.expires_at = UNIX_EPOCH
+            .checked_add(exp)
+            .and_then(|at| at.checked_add(leeway));
     }
     principal.claims = claims;
     principal
@@ -282,8 +303,36 @@ mod tests {
         assert!(p.has_scope("read") && p.has_scope("write"));
         assert_eq!(
             p.expires_at,
-            UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+            UNIX_EPOCH.checked_add(Duration::from_secs(exp + 30)),
+            "exp plus the default 30 s leeway"
         );
+    }
+
+    #[tokio::test]
+    async fn the_leeway_applies_to_exp_at_connect_and_after() {
+        let auth = JwtAuthenticator::hs256(SECRET).unwrap();
+        let exp = unix_now() - 10;
+        let t = token(&json!({"sub": "late", "exp": exp}));
+        let p = auth
+            .authenticate(Some(&payload(json!({"token": t}))))
+            .await
+            .expect("10 s past exp is within the default 30 s leeway");
+        assert_eq!(
+            p.expires_at,
+            UNIX_EPOCH.checked_add(Duration::from_secs(exp + 30))
+        );
+        assert!(p.expires_at.unwrap() > SystemTime::now());
+        let t = token(&json!({"sub": "late", "exp": unix_now() - 40}));
+        let refused = auth
+            .authenticate(Some(&payload(json!({"token": t}))))
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("expired"), "{refused}");
+        // A fraction of a second counts as a whole one.
+        let auth = JwtAuthenticator::hs256(SECRET)
+            .unwrap()
+            .with_leeway(Duration::from_millis(1500));
+        assert_eq!(auth.validation.leeway, 2);
     }
 
     #[tokio::test]
