@@ -182,8 +182,25 @@ impl<T: Transport> Driver<T> {
         }
     }
 
+    /// Encodes what the engine queued so far (events, and the errors of subscribes it
+    /// refused), so that it leaves before anything the next client frame causes: a close
+    /// for a rate limit or a protocol violation would otherwise drop those errors.
+    fn drain_outbox(&mut self, conn: &mut ServerConnection) {
+        let Some(outbox) = self.handle.as_ref().map(|h| Arc::clone(&h.outbox)) else {
+            return;
+        };
+        let mut queued = Vec::new();
+        outbox.try_recv_batch(&mut queued, usize::MAX);
+        for message in queued {
+            self.outbound(conn, message);
+        }
+    }
+
     /// A frame from the client.
     fn received(&mut self, conn: &mut ServerConnection, message: Incoming, now: Instant) {
+        if matches!(message, Incoming::Text(_) | Incoming::Binary(_)) {
+            self.drain_outbox(conn);
+        }
         match message {
             Incoming::Text(text) => {
                 if let Some(Err(rejection)) =

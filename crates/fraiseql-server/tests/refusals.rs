@@ -10,9 +10,10 @@
 
 mod common;
 
-use common::{start, Client};
+use common::{start, Client, Seen};
 use fraiseql_server::{Server, ServerBuilder};
-use fraiseql_subscriptions::FieldConfig;
+use fraiseql_subscriptions::limits::{LimitsConfig, RateLimit};
+use fraiseql_subscriptions::{EngineConfig, FieldConfig};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -79,6 +80,45 @@ async fn a_subscription_id_over_128_bytes_closes_4400_naming_the_limit() {
         reason,
         "Invalid message: subscription id is 200000 bytes, the limit is 128"
     );
+    server.shutdown.shutdown();
+}
+
+#[tokio::test]
+async fn refused_subscribes_get_their_errors_before_a_rate_limit_closes_the_connection() {
+    let limits = LimitsConfig {
+        max_subscriptions_per_connection: Some(2),
+        // A burst of 5 messages: s1..s5 pass, a later one closes the connection (1008).
+        message_rate_per_connection: Some(RateLimit::new(1, 5)),
+        ..LimitsConfig::production()
+    };
+    let server = start(chat().engine_config(EngineConfig {
+        limits,
+        ..EngineConfig::default()
+    }))
+    .await;
+    let mut c = Client::acknowledged(server.addr, json!({})).await;
+    for n in 1..=60 {
+        c.subscribe(&format!("s{n}"), MESSAGE, json!({"room": "a"}))
+            .await;
+    }
+    let mut refused = Vec::new();
+    let (code, reason) = loop {
+        match c.next().await {
+            Seen::Frame(frame) => {
+                assert_eq!(frame["type"], "error", "{frame}");
+                let message = frame["payload"][0]["message"].as_str().unwrap();
+                assert!(message.contains("subscriptions"), "{message}");
+                refused.push(frame["id"].as_str().unwrap().to_owned());
+            }
+            Seen::Closed(code, reason) => break (code, reason),
+            Seen::Ended => panic!("the connection ended without a close frame"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(reason.to_lowercase().contains("message"), "{reason}");
+    // Every subscribe the message limit let through past the cap got its error first.
+    assert!(refused.len() >= 3, "{refused:?}");
+    assert_eq!(refused[..3], ["s3", "s4", "s5"]);
     server.shutdown.shutdown();
 }
 
