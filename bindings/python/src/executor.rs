@@ -901,9 +901,13 @@ impl PySubscriptionExecutor {
             let app = started.service.router();
             let until = stop.clone();
             tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { until.cancelled().await })
-                    .await;
+                let served = fraiseql_server::serve_http(
+                    listener,
+                    app,
+                    fraiseql_server::HttpLimits::default(),
+                    async move { until.cancelled().await },
+                )
+                .await;
                 if let Err(err) = served {
                     tracing::error!("the native server failed: {err}");
                 }

@@ -18,6 +18,7 @@
 mod auth;
 mod bus;
 mod connection;
+mod http;
 mod observer;
 mod publish;
 mod server;
@@ -26,6 +27,7 @@ mod transport;
 
 pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};
 pub use bus::{bus_from_url, BusOptions};
+pub use http::{serve_http, HttpLimits, HttpLimitsError, MIN_HEADER_BYTES};
 pub use observer::{ConnectionObserver, Ended};
 pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
 pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};

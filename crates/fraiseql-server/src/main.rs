@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fraiseql_protocol::ConnectionConfig;
-use fraiseql_server::{bus_from_url, BusOptions, JwtAuthenticator, Server};
+use fraiseql_server::{bus_from_url, BusOptions, HttpLimits, JwtAuthenticator, Server};
 use fraiseql_subscriptions::limits::{LimitsConfig, RateLimit};
 use fraiseql_subscriptions::{EngineConfig, FieldConfig};
 
@@ -89,6 +89,20 @@ struct Args {
     /// Seconds a client has to send `connection_init`.
     #[arg(long, default_value_t = 3)]
     init_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers (and a keep-alive connection may
+    /// sit idle): slow-header clients are cut off.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Largest request head accepted, in bytes (at least 8192).
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// Most sockets not (yet) upgraded to a WebSocket at once; past it new sockets are
+    /// closed.
+    #[arg(long, default_value_t = 1024)]
+    max_pending_sockets: usize,
+    /// Most sockets (HTTP or WebSocket) one client IP may hold; off by default.
+    #[arg(long)]
+    max_sockets_per_ip: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -192,6 +206,12 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(token) = args.publish_token {
         builder = builder.publish_token(token);
     }
+    builder = builder.http_limits(HttpLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        max_header_bytes: args.max_header_bytes,
+        max_pending_sockets: args.max_pending_sockets,
+        max_sockets_per_ip: args.max_sockets_per_ip,
+    });
     if let Some(max) = args.max_connections {
         builder = builder.max_connections(max);
     }

@@ -11,6 +11,7 @@ use fraiseql_subscriptions::{Engine, EngineConfig, EventBus, FieldConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::{serve_http, HttpLimits, HttpLimitsError};
 use crate::service::{ServiceBuilder, ServiceError, SubscriptionService};
 
 /// Why the server could not start or stopped with an error.
@@ -28,6 +29,9 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An HTTP limit is out of range.
+    #[error("invalid HTTP limit: {0}")]
+    HttpLimits(#[from] HttpLimitsError),
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -58,6 +62,7 @@ pub struct ServerBuilder {
     service: ServiceBuilder,
     bind: String,
     shutdown_grace: Duration,
+    http_limits: HttpLimits,
 }
 
 impl Default for ServerBuilder {
@@ -66,6 +71,7 @@ impl Default for ServerBuilder {
             service: ServiceBuilder::default(),
             bind: "127.0.0.1:8000".to_owned(),
             shutdown_grace: Duration::from_secs(10),
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -149,6 +155,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Connection bounds of the HTTP side: header deadline and size, sockets not yet
+    /// upgraded, sockets per client IP (see [`HttpLimits`]).
+    #[must_use]
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = limits;
+        self
+    }
+
     /// See [`ServiceBuilder::max_batch`].
     #[must_use]
     pub fn max_batch(mut self, frames: usize) -> Self {
@@ -161,6 +175,7 @@ impl ServerBuilder {
     /// # Errors
     /// [`ServerError`] for an invalid setting or an address that cannot be bound.
     pub async fn build(self) -> Result<Server, ServerError> {
+        self.http_limits.validate()?;
         let service = self.service.build().await?;
         let listener =
             TcpListener::bind(&self.bind)
@@ -176,6 +191,7 @@ impl ServerBuilder {
             local_addr,
             shutdown: ShutdownHandle::default(),
             shutdown_grace: self.shutdown_grace,
+            http_limits: self.http_limits,
         })
     }
 }
@@ -203,6 +219,7 @@ pub struct Server {
     local_addr: SocketAddr,
     shutdown: ShutdownHandle,
     shutdown_grace: Duration,
+    http_limits: HttpLimits,
 }
 
 impl Server {
@@ -271,7 +288,7 @@ impl Server {
         let grace = self.shutdown_grace;
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let app = self.service.router();
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let serve = serve_http(self.listener, app, self.http_limits, async move {
             until.await;
             // WebSocket connections are ours, not hyper's: close them (1001) and drain.
             let drained = service.shutdown(grace).await;
