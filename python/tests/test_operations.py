@@ -182,6 +182,10 @@ async def test_complete_from_the_client_cancels_the_result() -> None:
         await c.subscribe("op", "{ slow }")
         await asyncio.wait_for(started.wait(), 10)
         await c.send({"id": "op", "type": "complete"})
+        # The server handles a connection's messages in order: its pong means the complete
+        # was handled, so the result the operation is released to make now is not sent.
+        await c.send({"type": "ping"})
+        assert await c.recv() == {"type": "pong"}
         release.set()
         # The next operation's answer is the next frame: nothing came for the cancelled one.
         await c.subscribe("after", "{ fast }")

@@ -394,6 +394,22 @@ impl PySubscriptionExecutor {
         Ok(builder)
     }
 
+    /// `ExecutorStateError` "<what> must be set before start()" once started.
+    fn not_started(&self, what: &str) -> PyResult<()> {
+        let started = self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if started {
+            return Err(errors::error(
+                Kind::State,
+                format!("{what} must be set before start()"),
+            ));
+        }
+        Ok(())
+    }
+
     fn started(&self) -> PyResult<Arc<Started>> {
         self.state
             .read()
@@ -588,17 +604,7 @@ impl PySubscriptionExecutor {
     /// the loop for `"subscribe"`, `"complete"` and `"disconnect"` (see the package's
     /// `on_subscribe`, `on_complete`, `on_disconnect`). Before `start()`.
     fn set_hooks(&self, dispatch: Option<Py<PyAny>>) -> PyResult<()> {
-        if self
-            .state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
-        {
-            return Err(errors::error(
-                Kind::State,
-                "hooks must be set before start()",
-            ));
-        }
+        self.not_started("hooks")?;
         *lock(&self.hooks) = dispatch;
         Ok(())
     }
@@ -608,17 +614,7 @@ impl PySubscriptionExecutor {
     /// body)`, run on the loop `start()` is awaited on; `None` refuses them (the default).
     /// Before `start()`.
     fn set_operations(&self, call: Option<Py<PyAny>>) -> PyResult<()> {
-        if self
-            .state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
-        {
-            return Err(errors::error(
-                Kind::State,
-                "the operation executor must be set before start()",
-            ));
-        }
+        self.not_started("the operation executor")?;
         *lock(&self.operations) = call;
         Ok(())
     }
