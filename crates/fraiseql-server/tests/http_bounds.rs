@@ -50,6 +50,9 @@ async fn a_slow_header_client_is_cut_off_and_a_healthy_one_keeps_its_events() {
     .await;
     let mut healthy = Client::acknowledged(server.addr, json!({})).await;
     healthy.subscribe("1", MESSAGE, json!({"room": "a"})).await;
+    // Messages are handled in order: the pong means the subscription is registered.
+    healthy.send(json!({"type": "ping"})).await;
+    assert_eq!(healthy.next_frame().await, json!({"type": "pong"}));
     // Half a request head, then silence; and a connection that never says anything.
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
     slow.write_all(b"GET /graphql HTTP/1.1\r\nHost: x\r\n")
