@@ -287,3 +287,15 @@ async def test_gql_executes_queries_and_mutations_over_both_protocols(kind: str)
                 mutation.variable_values = {"a": 2}
                 added = await session.execute(mutation)
                 assert added == {"add": 42}
+
+
+async def test_max_id_bytes_reaches_every_transport(transport: str) -> None:
+    manager = SubscriptionManager(config=SubscriptionConfig.development(max_id_bytes=8))
+    manager.subscription("message", channel="room:{room}")
+    async with serve(transport, manager) as running, client(running.url) as c:
+        await c.init()
+        await c.subscribe("12345678", SUBSCRIPTION)
+        await c.subscribe("123456789", SUBSCRIPTION)
+        code, reason = await c.closed()
+        assert code == 4400
+        assert reason == "Invalid message: subscription id is 9 bytes, the limit is 8"
