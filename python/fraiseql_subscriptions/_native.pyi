@@ -1,7 +1,7 @@
 """Type stubs of the native module ``fraiseql_subscriptions._native`` (built from
 bindings/python): the Rust engine's Python classes."""
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, final
 
 from typing_extensions import Self
@@ -201,6 +201,39 @@ class NativeServer:
     def wait(self) -> Awaitable[None]: ...
 
 @final
+class HttpExchange:
+    """One HTTP request of a hosted ASGI app: its ``receive`` and ``send``."""
+
+    def receive(self) -> Awaitable[dict[str, Any]]: ...
+    def send(self, message: MutableMapping[str, Any]) -> Awaitable[None]: ...
+    def finish(self) -> bool: ...
+    def fail(self) -> None: ...
+
+@final
+class WebSocketConnection:
+    """One WebSocket of a hosted ASGI app: its ``receive`` and ``send``."""
+
+    def receive(self) -> Awaitable[dict[str, Any]]: ...
+    def send(self, message: MutableMapping[str, Any]) -> Awaitable[None]: ...
+    def finish(self) -> bool: ...
+    def fail(self) -> None: ...
+
+@final
+class HostedApp:
+    """An ASGI app for the native server to host (see ``SubscriptionManager.listen``)."""
+
+    def __new__(
+        cls,
+        http_runner: Callable[[dict[str, Any], HttpExchange], Any],
+        websocket_runner: Callable[[dict[str, Any], WebSocketConnection], Any],
+        *,
+        root_path: str = "",
+        state: dict[str, Any] | None = None,
+        max_body_bytes: int | None = None,
+        response_timeout: float | None = None,
+    ) -> Self: ...
+
+@final
 class SubscriptionExecutor:
     """The subscription engine for Python."""
 
@@ -273,7 +306,9 @@ class SubscriptionExecutor:
         subprotocol: str | None,
         auth: JwtAuth | Callable[[dict[str, Any] | None], Awaitable[Any]] | None = None,
     ) -> Session: ...
-    def serve(self, host: str, port: int) -> Awaitable[NativeServer]: ...
+    def serve(
+        self, host: str, port: int, app: HostedApp | None = None
+    ) -> Awaitable[NativeServer]: ...
     def register_subscription(
         self,
         connection_id: str,

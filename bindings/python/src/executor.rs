@@ -884,8 +884,29 @@ impl PySubscriptionExecutor {
 
     /// Serves the native Rust WebSocket/HTTP server on `host:port` (port 0 picks one) with
     /// this executor's fields, auth and bus; returns the running server.
-    fn serve<'py>(&self, py: Python<'py>, host: String, port: u16) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (host, port, app = None))]
+    fn serve<'py>(
+        &self,
+        py: Python<'py>,
+        host: String,
+        port: u16,
+        app: Option<PyRef<'py, crate::asgi::PyHostedApp>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let started = self.started()?;
+        // The hosted app runs on the loop `serve` is awaited on.
+        let router = match app {
+            None => started.service.router(),
+            Some(app) => {
+                let running = crate::event_loop::running_loop(py)?;
+                let locals = match crate::event_loop::LoopLocals::of(&running) {
+                    Some(locals) => locals,
+                    None => crate::event_loop::LoopLocals::current(py)?,
+                };
+                started
+                    .service
+                    .router_with_fallback(app.service(py, locals))
+            }
+        };
         crate::interpreter::future_into_py(py, async move {
             let listener = tokio::net::TcpListener::bind((host.as_str(), port))
                 .await
@@ -894,7 +915,7 @@ impl PySubscriptionExecutor {
             let stop = CancellationToken::new();
             lock(&started.servers).push(stop.clone());
             let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-            let app = started.service.router();
+            let app = router;
             let until = stop.clone();
             tokio::spawn(async move {
                 let served = fraiseql_server::serve_http(

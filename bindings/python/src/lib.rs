@@ -9,6 +9,7 @@
 //! awaitable; Rust errors become exceptions under `SubscriptionError`; no panic crosses
 //! the boundary (PyO3 turns one into `PanicException`, and nothing here panics by design).
 
+mod asgi;
 mod bridge;
 mod config;
 mod convert;
@@ -37,6 +38,9 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<bridge::PyResolverContext>()?;
     module.add_class::<session::PySession>()?;
     module.add_class::<session::PyNativeServer>()?;
+    module.add_class::<asgi::PyHostedApp>()?;
+    module.add_class::<asgi::http::HttpExchange>()?;
+    module.add_class::<asgi::websocket::WebSocketConnection>()?;
     module.add_class::<streams::PyStreamSink>()?;
     module.add_function(wrap_pyfunction!(convert::set_json_default, module)?)?;
     module.add_function(wrap_pyfunction!(to_json, module)?)?;

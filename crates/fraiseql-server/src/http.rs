@@ -14,6 +14,11 @@
 //! - **Per client IP.** With [`HttpLimits::max_sockets_per_ip`], one address may hold at
 //!   most that many sockets (HTTP or WebSocket) at once; off by default (clients behind one
 //!   proxy or NAT share an address).
+//!
+//! Every request carries its socket's addresses as extensions: axum's
+//! [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) (the client) and [`LocalAddr`]
+//! (the address it reached), for handlers and fallbacks that report them (the ASGI `client`
+//! and `server` of a hosted Python app).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -33,6 +39,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// The local address a request's socket was accepted on (a request extension set by
+/// [`serve_http`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
 
 /// Connection bounds of the native server's HTTP side (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +232,7 @@ pub async fn serve_http(
     let tasks = TaskTracker::new();
     let pending = Arc::new(AtomicUsize::new(0));
     let per_ip = Arc::new(PerIp::default());
+    let local = LocalAddr(listener.local_addr()?);
     tokio::pin!(until);
     loop {
         let (stream, peer): (TcpStream, SocketAddr) = tokio::select! {
@@ -251,7 +264,14 @@ pub async fn serve_http(
         pending.fetch_add(1, Ordering::Relaxed);
         let counted = Pending(Arc::clone(&pending));
         let io = TokioIo::new(CountedStream { stream, _ip: ip });
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                let extensions = request.extensions_mut();
+                extensions.insert(ConnectInfo(peer));
+                extensions.insert(local);
+                request
+            },
+        ));
         let connection = http.serve_connection(io, service).with_upgrades();
         let stopping = stopping.clone();
         tasks.spawn(async move {

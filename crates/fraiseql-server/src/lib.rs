@@ -9,7 +9,8 @@
 //! - [`Server`]: standalone, with graceful shutdown (close 1001 to every client, drain
 //!   within a grace period) on a [`ShutdownHandle`] or SIGTERM / SIGINT.
 //! - [`SubscriptionService`]: the same routes as an axum [`Router`](axum::Router) to merge
-//!   into your own application.
+//!   into your own application; [`SubscriptionService::router_with_fallback`] hands every
+//!   other request to your own `tower::Service` (the Python package hosts an ASGI app so).
 //! - [`SubscriptionService::session`]: one connection over channels, for servers that own
 //!   the socket themselves (the Python ASGI adapters): the same driver, limits and rules.
 //! - [`JwtAuthenticator`]: HS256 / RS256 `connection_init` tokens; any other scheme
@@ -18,6 +19,7 @@
 mod auth;
 mod bus;
 mod connection;
+mod fallback;
 mod http;
 mod observer;
 mod publish;
@@ -27,7 +29,7 @@ mod transport;
 
 pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};
 pub use bus::{bus_from_url, BusOptions};
-pub use http::{serve_http, HttpLimits, HttpLimitsError, MIN_HEADER_BYTES};
+pub use http::{serve_http, HttpLimits, HttpLimitsError, LocalAddr, MIN_HEADER_BYTES};
 pub use observer::{ConnectionObserver, Ended};
 pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
 pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};

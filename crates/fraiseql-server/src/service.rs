@@ -12,7 +12,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use fraiseql_protocol::{negotiate_subprotocol_header, ConnectionConfig, Protocol};
 use fraiseql_subscriptions::security::{AllowAnonymous, Authenticator};
@@ -296,9 +296,18 @@ impl SubscriptionService {
     /// The routes: the GraphQL WebSocket path (and its aliases), `GET /healthz`,
     /// `GET /metrics` and, when a publish token is set, `POST /publish`.
     pub fn router(&self) -> Router {
+        self.routes(|| get(upgrade))
+            .with_state(Arc::clone(&self.shared))
+    }
+
+    /// The companion routes, and `graphql` on the WebSocket path and its aliases.
+    pub(crate) fn routes(
+        &self,
+        graphql: impl Fn() -> MethodRouter<Arc<Shared>>,
+    ) -> Router<Arc<Shared>> {
         let mut router = Router::new();
         for path in &self.paths {
-            router = router.route(path, get(upgrade));
+            router = router.route(path, graphql());
         }
         let mut router = router
             .route("/healthz", get(healthz))
@@ -306,7 +315,12 @@ impl SubscriptionService {
         if self.shared.publish_token.is_some() {
             router = router.route("/publish", post(publish));
         }
-        router.with_state(Arc::clone(&self.shared))
+        router
+    }
+
+    /// The shared state of the routes.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Serves one connection over channels for a server that owns the socket itself (the
@@ -402,7 +416,7 @@ impl Drop for OpenConnection {
     }
 }
 
-async fn upgrade(
+pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,

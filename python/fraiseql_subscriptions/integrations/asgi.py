@@ -97,6 +97,8 @@ class SubscriptionASGIApp:
         self.path = self.paths[0]
         self.fallback = fallback
         self.handler = GraphQLTransportWSHandler(manager, auth_handler)
+        if auth_handler is not None:
+            manager._note_endpoint_auth(self.paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -53,6 +53,8 @@ class GraphQLSubscriptionRouter(APIRouter):
         self.manager = manager
         self.handler = GraphQLTransportWSHandler(manager, auth_handler)
         self.paths = [path] if path is not None else manager.config.paths
+        if auth_handler is not None:
+            manager._note_endpoint_auth(self.paths)
         handler = self.handler
 
         async def graphql_subscriptions(websocket: WebSocket) -> None:

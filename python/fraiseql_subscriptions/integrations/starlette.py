@@ -78,8 +78,11 @@ def subscription_routes(
     HTTP answer there (426 with a hint; an error is logged when the server could not
     upgrade, i.e. a missing WebSocket library)."""
     endpoint = subscription_endpoint(manager, auth_handler)
+    paths = [path] if path is not None else manager.config.paths
+    if auth_handler is not None:
+        manager._note_endpoint_auth(paths)
     routes: list[BaseRoute] = []
-    for route in [path] if path is not None else manager.config.paths:
+    for route in paths:
         routes.append(WebSocketRoute(route, endpoint=endpoint))
         routes.append(Route(route, endpoint=_not_upgraded, methods=["GET"]))
     return routes

@@ -14,6 +14,13 @@ from typing import Any, TypeVar
 
 from fraiseql_subscriptions import _native as _rs
 from fraiseql_subscriptions.subscriptions.config import SubscriptionConfig
+from fraiseql_subscriptions.subscriptions.hosting import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_RESPONSE_TIMEOUT,
+    ASGIApp,
+    Hosted,
+    LifespanMode,
+)
 from fraiseql_subscriptions.subscriptions.operations import ExecuteCallable, wrap_execute
 from fraiseql_subscriptions.subscriptions.principal import Principal
 from fraiseql_subscriptions.subscriptions.upgrade import check_websocket_support
@@ -263,6 +270,9 @@ class SubscriptionManager:
         self._start_lock: asyncio.Lock | None = None
         self._registered: set[str] = set()
         self._started = False
+        self._hosted: list[Hosted] = []
+        # Paths (None: unknown) of endpoints mounted with their own ``auth_handler``.
+        self._endpoint_auth: list[list[str] | None] = []
 
     # ---- registration -------------------------------------------------------------
 
@@ -437,6 +447,9 @@ class SubscriptionManager:
     async def shutdown(self, grace: float = 5.0) -> bool:
         """Closes every connection (1001), waits up to ``grace`` seconds for them to end,
         stops native servers and the engine. Returns whether all ended in time."""
+        hosted, self._hosted = self._hosted, []
+        for app in hosted:
+            await app.stop(grace)
         if not self._started:
             return True
         return await self._executor.shutdown(grace)
@@ -630,16 +643,86 @@ class SubscriptionManager:
 
     # ---- the native server --------------------------------------------------------
 
-    async def listen(self, host: str = "127.0.0.1", port: int = 8000) -> _rs.NativeServer:
-        """Starts the native Rust server (WebSocket on the config's path, ``/healthz``,
-        ``/metrics``) and returns it running; ``port=0`` picks a free port."""
-        await self.start()
-        return await self._executor.serve(host, port)
+    def _note_endpoint_auth(self, paths: list[str] | None) -> None:
+        """An adapter mounted this manager's endpoint at ``paths`` with its own
+        ``auth_handler`` (checked when the native server hosts the app)."""
+        self._endpoint_auth.append(paths)
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Serves natively until cancelled (or the executor shuts down), then shuts down
-        gracefully: clients get close 1001."""
-        server = await self.listen(host, port)
+    def _check_endpoint_auth(self) -> None:
+        native = set(self.config.paths)
+        for paths in self._endpoint_auth:
+            if paths is None or native.intersection(paths):
+                at = ", ".join(sorted(native.intersection(paths or native)))
+                raise _rs.ConfigurationError(
+                    f"an endpoint of this manager at {at} was mounted with its own "
+                    "auth_handler, but the native server serves that path in Rust with the "
+                    "manager's auth: pass it as SubscriptionManager(auth=...) instead, or "
+                    "mount the endpoint on another path"
+                )
+
+    async def listen(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        app: ASGIApp | None = None,
+        root_path: str = "",
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+        response_timeout: float | None = DEFAULT_RESPONSE_TIMEOUT,
+        lifespan: LifespanMode = "auto",
+    ) -> _rs.NativeServer:
+        """Starts the native Rust server (WebSocket on the config's path, ``/healthz``,
+        ``/metrics``) and returns it running; ``port=0`` picks a free port.
+
+        With ``app`` (any ASGI 3 application: FastAPI, Starlette, ...), every other request
+        goes to the app, on this event loop: its routes, its own WebSockets, its lifespan
+        (run before the server takes requests; a failing startup raises
+        :class:`~fraiseql_subscriptions.subscriptions.hosting.LifespanError`). ``root_path``
+        is the prefix a proxy strips; request bodies over ``max_body_bytes`` get 413 before
+        the app sees them; an app that has not started its response after
+        ``response_timeout`` seconds is cancelled and the client gets 504 (``None`` turns
+        either bound off); ``lifespan`` is ``"auto"``, ``"on"`` or ``"off"``."""
+        if app is None:
+            given = {
+                "root_path": root_path != "",
+                "max_body_bytes": max_body_bytes != DEFAULT_MAX_BODY_BYTES,
+                "response_timeout": response_timeout != DEFAULT_RESPONSE_TIMEOUT,
+                "lifespan": lifespan != "auto",
+            }
+            named = [name for name, set_ in given.items() if set_]
+            if named:
+                raise _rs.ConfigurationError(
+                    f"{', '.join(named)} only apply to a hosted app: pass app=..."
+                )
+            await self.start()
+            return await self._executor.serve(host, port)
+        self._check_endpoint_auth()
+        await self.start()
+        hosted = Hosted(app, lifespan)
+        native = hosted.native(
+            root_path=root_path, max_body_bytes=max_body_bytes, response_timeout=response_timeout
+        )
+        await hosted.lifespan.startup()
+        try:
+            hosted.server = await self._executor.serve(host, port, native)
+        except BaseException:
+            await hosted.lifespan.shutdown()
+            raise
+        self._hosted.append(hosted)
+        return hosted.server
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        app: ASGIApp | None = None,
+        **options: Any,
+    ) -> None:
+        """Serves natively (with ``app`` and the options of :meth:`listen`) until cancelled
+        (or the executor shuts down), then shuts down gracefully: requests in flight finish,
+        the app's lifespan shutdown runs, clients get close 1001."""
+        server = await self.listen(host, port, app=app, **options)
         logger.info(
             "fraiseql native server on ws://%s:%d%s", server.host, server.port, self.config.path
         )
@@ -649,11 +732,18 @@ class SubscriptionManager:
             server.stop()
             await self.shutdown()
 
-    def run(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        app: ASGIApp | None = None,
+        **options: Any,
+    ) -> None:
         """Runs :meth:`serve` in a new event loop until SIGINT or SIGTERM."""
 
         async def main() -> None:
-            task = asyncio.ensure_future(self.serve(host, port))
+            task = asyncio.ensure_future(self.serve(host, port, app=app, **options))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -1,0 +1,94 @@
+//! The response body hyper writes: one chunk (the usual response), or the chunks the app
+//! sends as it goes (`more_body`), with back-pressure: the app's `send` waits while more
+//! than [`RESPONSE_HIGH_WATER`] bytes are queued, until the client has taken them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+
+use super::exchange::{Exchange, Wakes, RESPONSE_HIGH_WATER};
+
+/// The app failed mid-response: hyper aborts the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("the ASGI application failed before completing its response")]
+pub(crate) struct Aborted;
+
+/// A hosted app's response body.
+#[derive(Debug)]
+pub(crate) enum ResponseBody {
+    /// The whole body, sent with the first body message.
+    Once(Option<Bytes>),
+    /// Chunks queued in the exchange.
+    Streamed(Arc<Exchange>),
+}
+
+impl ResponseBody {
+    /// A body of one chunk.
+    pub(crate) fn once(chunk: Bytes) -> Self {
+        Self::Once(Some(chunk))
+    }
+
+    /// A body fed by the app's later `send`s.
+    pub(crate) fn streamed(exchange: Arc<Exchange>) -> Self {
+        Self::Streamed(exchange)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Aborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        match self.get_mut() {
+            Self::Once(chunk) => Poll::Ready(chunk.take().map(|c| Ok(Frame::data(c)))),
+            Self::Streamed(exchange) => {
+                let (polled, wakes) = {
+                    let mut state = exchange.lock();
+                    if let Some(chunk) = state.out.pop_front() {
+                        state.out_bytes -= chunk.len();
+                        let wakes = if state.out_bytes < RESPONSE_HIGH_WATER {
+                            Wakes::sender(state.sender.take())
+                        } else {
+                            Wakes::default()
+                        };
+                        (Poll::Ready(Some(Ok(Frame::data(chunk)))), wakes)
+                    } else if state.out_failed {
+                        (Poll::Ready(Some(Err(Aborted))), Wakes::default())
+                    } else if state.out_ended {
+                        (Poll::Ready(None), Wakes::default())
+                    } else {
+                        state.body_waker = Some(cx.waker().clone());
+                        (Poll::Pending, Wakes::default())
+                    }
+                };
+                exchange.wake(wakes);
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Self::Once(None))
+    }
+}
+
+impl Drop for ResponseBody {
+    /// hyper let go of the body before its end: the client went away.
+    fn drop(&mut self) {
+        if let Self::Streamed(exchange) = self {
+            let finished = {
+                let state = exchange.lock();
+                state.out_ended && state.out.is_empty()
+            };
+            if !finished {
+                exchange.client_gone();
+            }
+        }
+    }
+}
