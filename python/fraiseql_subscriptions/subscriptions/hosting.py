@@ -84,9 +84,7 @@ class Runners:
                     scope["path"],
                 )
 
-    async def _websocket(
-        self, scope: dict[str, Any], connection: _rs.WebSocketConnection
-    ) -> None:
+    async def _websocket(self, scope: dict[str, Any], connection: _rs.WebSocketConnection) -> None:
         try:
             await self.app(scope, connection.receive, connection.send)
         except Exception:
@@ -120,9 +118,7 @@ class Lifespan:
 
     def __init__(self, app: ASGIApp, mode: LifespanMode = "auto") -> None:
         if mode not in ("auto", "on", "off"):
-            raise _rs.ConfigurationError(
-                f"lifespan must be 'auto', 'on' or 'off' (got {mode!r})"
-            )
+            raise _rs.ConfigurationError(f"lifespan must be 'auto', 'on' or 'off' (got {mode!r})")
         self.app = app
         self.mode = mode
         self.state: dict[str, Any] = {}
