@@ -15,6 +15,11 @@ demo bind="127.0.0.1:8000":
 demo-python port="8000": python-dev
     .venv/bin/python examples/python/chat_fastapi.py --port {{port}}
 
+# The same FastAPI chat app hosted by the native Rust server: the WebSocket in Rust, the
+# page and POST /messages by the app, one port (http://127.0.0.1:8000).
+demo-python-native port="8000": python-dev
+    .venv/bin/python examples/python/chat_fastapi.py --native --port {{port}}
+
 # The whole test suite: formatting, lints, then every test. CI runs exactly this.
 test: lint
     cargo test --workspace --all-targets
@@ -48,7 +53,8 @@ wheel: python-dev
 
 # The Python package's tests (pytest against real uvicorn and native servers, and the wheel
 # of `just wheel` installed in a fresh virtualenv), the demo page in headless Chromium
-# against the Python demo (the JS test of `just demo`), and the graphql-ws npm client's
+# against the Python demo (the JS test of `just demo`) on uvicorn and hosted by the native
+# server, and the graphql-ws npm client's
 # queries and mutations against the Python operations example.
 test-python: python-dev wheel
     cd python && FRAISEQL_WHEEL="$(ls "$PWD"/../target/wheels/fraiseql_subscriptions-*.whl)" ../.venv/bin/python -m pytest -q
@@ -57,6 +63,9 @@ test-python: python-dev wheel
     chmod +x target/demo-python
     npm ci --prefix crates/fraiseql-server/tests/js --no-audit --no-fund
     FRAISEQL_DEMO_BIN=target/demo-python node --test crates/fraiseql-server/tests/js/browser-demo.test.mjs
+    printf '#!/bin/sh\nexec "%s/.venv/bin/python" "%s/examples/python/chat_fastapi.py" --native "$@"\n' "$PWD" "$PWD" > target/demo-python-native
+    chmod +x target/demo-python-native
+    FRAISEQL_DEMO_BIN=target/demo-python-native node --test crates/fraiseql-server/tests/js/browser-demo.test.mjs
     printf '#!/bin/sh\nexec "%s/.venv/bin/python" "%s/examples/python/graphql_operations.py" "$@"\n' "$PWD" "$PWD" > target/operations-python
     chmod +x target/operations-python
     FRAISEQL_OPERATIONS_BIN=target/operations-python node --test crates/fraiseql-server/tests/js/python-operations.mjs

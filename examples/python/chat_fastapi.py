@@ -1,5 +1,7 @@
 """The live demo in Python (`just demo-python`): the chat room of `just demo`, served by
-FastAPI + uvicorn through the fraiseql package, on the in-memory bus.
+FastAPI + uvicorn through the fraiseql package, on the in-memory bus. With --native
+(`just demo-python-native`) the same FastAPI app runs on the native Rust server instead: the
+WebSocket is served in Rust, the page and `POST /messages` by the app, on one port.
 
 Open http://127.0.0.1:8000 in two windows and post a message in one: it arrives in both
 over a GraphQL subscription (graphql-transport-ws on /graphql). A bot posts to "lobby"
@@ -7,6 +9,7 @@ every few seconds. Pass --bus redis://127.0.0.1:6379 to run several processes th
 each other's messages.
 
     python examples/python/chat_fastapi.py --port 8000        # or --bind 127.0.0.1:0 --no-bot
+    python examples/python/chat_fastapi.py --native            # on the native server
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -82,6 +86,7 @@ def build(bus: str, bot_enabled: bool = True) -> FastAPI:
                     task.cancel()
 
     app = FastAPI(lifespan=lifespan)
+    app.state.manager = manager
     app.include_router(SubscriptionRouterFactory.create(manager))
 
     @app.get("/")
@@ -112,6 +117,30 @@ def build(bus: str, bot_enabled: bool = True) -> FastAPI:
     return app
 
 
+def serve_natively(app: FastAPI, host: str, port: int) -> None:
+    """The same app on the native server: `manager.listen(..., app=app)` runs its lifespan,
+    serves /graphql in Rust and every other route through the app."""
+    manager: SubscriptionManager = app.state.manager
+
+    async def serve() -> None:
+        server = await manager.listen(host, port, app=app)
+        print(f"fraiseql Python demo listening on http://{server.host}:{server.port}", flush=True)
+        try:
+            await server.wait()
+        finally:
+            await manager.shutdown()
+
+    async def until_signal() -> None:
+        task = asyncio.ensure_future(serve())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(until_signal())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -119,11 +148,17 @@ def main() -> None:
     parser.add_argument("--bind", help="HOST:PORT (overrides --host and --port; port 0 picks one)")
     parser.add_argument("--bus", default="memory")
     parser.add_argument("--no-bot", action="store_true", help="no bot posting to lobby")
+    parser.add_argument(
+        "--native", action="store_true", help="serve the app on the native Rust server"
+    )
     args = parser.parse_args()
     host, port = args.host, args.port
     if args.bind:
         host, _, bound = args.bind.rpartition(":")
         port = int(bound)
+    if args.native:
+        serve_natively(build(args.bus, bot_enabled=not args.no_bot), host, port)
+        return
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -271,6 +271,7 @@ class SubscriptionManager:
         self._registered: set[str] = set()
         self._started = False
         self._hosted: list[Hosted] = []
+        self._hosted_natively = False
         # Paths (None: unknown) of endpoints mounted with their own ``auth_handler``.
         self._endpoint_auth: list[list[str] | None] = []
 
@@ -466,7 +467,9 @@ class SubscriptionManager:
         """An ASGI lifespan (``FastAPI(lifespan=manager.lifespan)``): starts the engine with
         the app and shuts it down with it. Logs an error naming the package to install when
         the ASGI server cannot serve WebSockets."""
-        check_websocket_support()
+        if not self._hosted_natively:
+            # On the native server the WebSocket is Rust's: no library is needed.
+            check_websocket_support()
         await self.start()
         try:
             yield
@@ -697,6 +700,7 @@ class SubscriptionManager:
             await self.start()
             return await self._executor.serve(host, port)
         self._check_endpoint_auth()
+        self._hosted_natively = True
         await self.start()
         hosted = Hosted(app, lifespan)
         native = hosted.native(
