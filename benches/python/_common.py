@@ -18,6 +18,16 @@ def parse_args(description: str) -> argparse.Namespace:
         action="store_true",
         help="serve `tick` through an identity Python resolver (measures its cost)",
     )
+    parser.add_argument(
+        "--app",
+        action="store_true",
+        help="host the FastAPI app of hosted_app.py on the same server (native targets)",
+    )
+    parser.add_argument(
+        "--http-load",
+        metavar="PATH",
+        help="with --app: keep httpload running against PATH of the app while measured",
+    )
     return parser.parse_args()
 
 

@@ -128,7 +128,11 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let (addr, host, path) = parse(&args.url)?;
     let totals = Arc::new(Totals::default());
-    let latencies = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?));
+    let latencies = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1,
+        600_000_000,
+        3,
+    )?));
     let mut clients = Vec::new();
     for _ in 0..args.connections {
         clients.push(tokio::spawn(client(
@@ -152,7 +156,10 @@ async fn main() -> Result<(), BoxError> {
             failed += 1;
         }
     }
-    let histogram = latencies.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let histogram = latencies
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let requests = totals.requests.load(Ordering::Relaxed);
     #[allow(clippy::cast_precision_loss)]
     let report = serde_json::json!({

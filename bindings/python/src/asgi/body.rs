@@ -22,7 +22,12 @@ pub(crate) enum ResponseBody {
     /// The whole body, sent with the first body message.
     Once(Option<Bytes>),
     /// Chunks queued in the exchange.
-    Streamed(Arc<Exchange>),
+    Streamed {
+        exchange: Arc<Exchange>,
+        /// The app failed and hyper has been given one chance to flush what it was handed
+        /// before: the next poll aborts.
+        abort_ready: bool,
+    },
 }
 
 impl ResponseBody {
@@ -33,7 +38,10 @@ impl ResponseBody {
 
     /// A body fed by the app's later `send`s.
     pub(crate) fn streamed(exchange: Arc<Exchange>) -> Self {
-        Self::Streamed(exchange)
+        Self::Streamed {
+            exchange,
+            abort_ready: false,
+        }
     }
 }
 
@@ -47,7 +55,10 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
         match self.get_mut() {
             Self::Once(chunk) => Poll::Ready(chunk.take().map(|c| Ok(Frame::data(c)))),
-            Self::Streamed(exchange) => {
+            Self::Streamed {
+                exchange,
+                abort_ready,
+            } => {
                 let (polled, wakes) = {
                     let mut state = exchange.lock();
                     if let Some(chunk) = state.out.pop_front() {
@@ -58,8 +69,18 @@ impl Body for ResponseBody {
                             Wakes::default()
                         };
                         (Poll::Ready(Some(Ok(Frame::data(chunk)))), wakes)
-                    } else if state.out_failed {
+                    } else if state.out_failed && *abort_ready {
                         (Poll::Ready(Some(Err(Aborted))), Wakes::default())
+                    } else if state.out_failed {
+                        // hyper drops its unflushed write buffer when a body errors: the
+                        // head and chunks it took in this same round would never reach the
+                        // client, who would then see a connection closed before any
+                        // response (and may retry the request on a fresh connection). One
+                        // Pending lets hyper flush them first (it flushes after each write
+                        // round); the wake brings it straight back for the abort.
+                        *abort_ready = true;
+                        cx.waker().wake_by_ref();
+                        (Poll::Pending, Wakes::default())
                     } else if state.out_ended {
                         (Poll::Ready(None), Wakes::default())
                     } else {
@@ -81,7 +102,7 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     /// hyper let go of the body before its end: the client went away.
     fn drop(&mut self) {
-        if let Self::Streamed(exchange) = self {
+        if let Self::Streamed { exchange, .. } = self {
             let finished = {
                 let state = exchange.lock();
                 state.out_ended && state.out.is_empty()

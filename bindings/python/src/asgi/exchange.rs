@@ -24,8 +24,9 @@ use super::body::ResponseBody;
 
 /// Request body the server reads ahead of the app before it waits for the app to take it.
 pub(crate) const REQUEST_READ_AHEAD: usize = 64 * 1024;
-/// Response body the app may queue before its `send` waits for the client to take it.
-pub(crate) const RESPONSE_HIGH_WATER: usize = 64 * 1024;
+/// Response body the app may queue before its `send` waits for the client to take it (a
+/// few chunks of a streamed download: each wait is a round trip between threads).
+pub(crate) const RESPONSE_HIGH_WATER: usize = 256 * 1024;
 
 /// The status line and headers of `http.response.start`.
 #[derive(Debug)]

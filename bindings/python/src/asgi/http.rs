@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::exchange::{plain, Exchange, Head, State, RESPONSE_HIGH_WATER};
@@ -138,13 +139,11 @@ fn body(message: &Bound<'_, PyDict>) -> PyResult<(Bytes, bool)> {
     let py = message.py();
     let chunk = match item(message, intern!(py, "body"))? {
         None => Bytes::new(),
-        Some(body) => match body.cast::<PyBytes>() {
-            Ok(bytes) => Bytes::copy_from_slice(bytes.as_bytes()),
-            Err(_) => Bytes::from(
-                body.extract::<Vec<u8>>()
-                    .map_err(|_| PyTypeError::new_err("http.response.body 'body' must be bytes"))?,
-            ),
-        },
+        // Without a copy: the chunk keeps the `bytes` object alive until hyper wrote it.
+        Some(body) => Bytes::from_owner(
+            body.extract::<PyBackedBytes>()
+                .map_err(|_| PyTypeError::new_err("http.response.body 'body' must be bytes"))?,
+        ),
     };
     let more = match item(message, intern!(py, "more_body"))? {
         None => false,
@@ -196,6 +195,17 @@ impl HttpExchange {
                     ));
                 }
                 state.head = Some(head);
+                drop(state);
+                // The body usually follows in the same step of the app's task (one write for
+                // head and body); if the app waits first (server-sent events), the head goes
+                // out once the task yields, so the client sees the response begin.
+                let flush = FlushHead {
+                    exchange: Arc::clone(&self.exchange),
+                };
+                self.exchange
+                    .locals
+                    .event_loop(py)
+                    .call_method1(intern!(py, "call_soon"), (flush,))?;
                 ready()
             }
             "http.response.body" => {
@@ -271,6 +281,27 @@ impl HttpExchange {
     /// The app raised: a 500 when nothing was sent yet, else the response is cut short.
     fn fail(&self) {
         let _ = self.exchange.fail();
+    }
+}
+
+/// Sends a started response's head when the app's task yielded before its first body
+/// message (a `call_soon` callback on the app's loop).
+#[pyclass(module = "fraiseql_subscriptions._native", frozen)]
+#[derive(Debug)]
+struct FlushHead {
+    exchange: Arc<Exchange>,
+}
+
+#[pymethods]
+impl FlushHead {
+    fn __call__(&self) {
+        let mut state = self.exchange.lock();
+        if state.started || state.client_gone {
+            return;
+        }
+        if let Some(head) = state.head.take() {
+            self.exchange.begin(&mut state, head, Bytes::new(), true);
+        }
     }
 }
 
