@@ -263,7 +263,7 @@ class SubscriptionExecutor:
     def set_operations(
         self,
         call: Callable[
-            [str, dict[str, Any] | None, str | None, str, dict[str, Any]],
+            [str, dict[str, Any] | None, str | None, str, dict[str, Any], dict[str, Any] | None],
             Awaitable[tuple[str, Any]],
         ]
         | None,

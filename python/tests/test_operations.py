@@ -124,6 +124,29 @@ async def test_queries_and_mutations_answer_next_then_complete(transport: str) -
         assert (await c.recv())["type"] == "complete"
 
 
+async def test_execute_sees_the_payload_extensions(transport: str) -> None:
+    seen: list[dict[str, Any] | None] = []
+
+    async def recording(
+        query: str, variables: Any, operation_name: str | None, ctx: OperationContext
+    ) -> Any:
+        seen.append(ctx.extensions)
+        return {"data": {"hello": "hi"}}
+
+    manager = manager_with(recording)
+    async with serve(transport, manager) as running, client(running.url) as c:
+        await c.init()
+        extensions = {"persistedQuery": {"version": 1, "sha256Hash": "abc"}}
+        payload = {"query": "{ hello }", "extensions": extensions}
+        await c.send({"id": "q1", "type": "subscribe", "payload": payload})
+        assert (await c.recv())["payload"] == {"data": {"hello": "hi"}}
+        assert (await c.recv())["type"] == "complete"
+        await c.subscribe("q2", "{ hello }")
+        assert (await c.recv())["type"] == "next"
+        assert (await c.recv())["type"] == "complete"
+    assert seen == [extensions, None]
+
+
 async def test_request_errors_are_an_error_and_field_errors_ride_in_next(transport: str) -> None:
     manager = manager_with()
     async with serve(transport, manager) as running, client(running.url) as c:

@@ -2,7 +2,7 @@
 //! mutations clients send on the socket run as tasks on the user's event loop.
 //!
 //! The Python package wraps the user's `execute` into
-//! `call(query, variables, operation_name, kind, principal) -> (verdict, body)`: `("next",
+//! `call(query, variables, operation_name, kind, principal, extensions) -> (verdict, body)`: `("next",
 //! response)` with the GraphQL response dict, or `("error", errors)` with a list of error
 //! dicts (request errors, or the callable's exception, already logged). Reading that pair
 //! is all this side does.
@@ -97,6 +97,7 @@ impl OperationExecutor for PyOperationExecutor {
         let call = Arc::clone(&self.call);
         let query = request.query.to_owned();
         let variables: Option<Map<String, Value>> = request.variables.cloned();
+        let extensions: Option<Map<String, Value>> = request.extensions.cloned();
         let operation_name = request.operation_name.map(str::to_owned);
         let kind = request.kind.as_str();
         let principal = request.principal.clone();
@@ -108,6 +109,10 @@ impl OperationExecutor for PyOperationExecutor {
                     Some(map) => map_to_py(py, map)?.into_any(),
                     None => py.None().into_bound(py),
                 };
+                let extensions = match &extensions {
+                    Some(map) => map_to_py(py, map)?.into_any(),
+                    None => py.None().into_bound(py),
+                };
                 let args = PyTuple::new(
                     py,
                     [
@@ -116,6 +121,7 @@ impl OperationExecutor for PyOperationExecutor {
                         operation_name.into_pyobject(py)?.into_any(),
                         kind.into_pyobject(py)?.into_any(),
                         principal_to_dict(py, &principal)?.into_any(),
+                        extensions,
                     ],
                 )?;
                 call.bind(py).call1(args)

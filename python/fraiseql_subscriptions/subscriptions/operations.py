@@ -38,15 +38,18 @@ class OperationContext:
     kind: Literal["query", "mutation"]
     #: Who sent it: the connection's principal, as ``auth`` established it.
     principal: Principal
+    #: The subscribe payload's ``extensions`` (persisted-query hashes, tracing ids), if any.
+    extensions: dict[str, Any] | None = None
 
 
 #: ``execute(query, variables, operation_name, ctx)``: sync or async, returns a GraphQL
 #: response (a dict, or an ``ExecutionResult`` of graphql-core or Strawberry).
 ExecuteCallable = Callable[[str, dict[str, Any] | None, str | None, OperationContext], Any]
 
-#: What the engine calls: ``(query, variables, operation_name, kind, principal dict)``.
+#: What the engine calls: ``(query, variables, operation_name, kind, principal dict,
+#: extensions)``.
 _Wrapped = Callable[
-    [str, dict[str, Any] | None, str | None, str, dict[str, Any]],
+    [str, dict[str, Any] | None, str | None, str, dict[str, Any], dict[str, Any] | None],
     Awaitable[tuple[str, Any]],
 ]
 
@@ -102,10 +105,12 @@ def wrap_execute(execute: ExecuteCallable) -> _Wrapped:
         operation_name: str | None,
         kind: str,
         principal: dict[str, Any],
+        extensions: dict[str, Any] | None = None,
     ) -> tuple[str, Any]:
         ctx = OperationContext(
             kind="mutation" if kind == "mutation" else "query",
             principal=Principal.from_dict(principal),
+            extensions=extensions,
         )
         # Named in the log by its operation name, else by the start of its document.
         name = operation_name or " ".join(query.split())[:80]
