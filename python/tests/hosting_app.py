@@ -2,7 +2,7 @@
 app=...)``): a FastAPI app using most of what an ASGI server must get right, one serving
 GraphQL queries and mutations over HTTP beside the native subscription socket, one whose
 lifespan fails, and ``python hosting_app.py MODE``: a process that leaves the interpreter
-with requests in flight.
+with requests in flight (``python hosting_app.py client PORT`` makes them).
 
 Each app records what it saw in a :class:`Probe`, whose flags a test awaits (bounded)
 instead of sleeping: a stream closed by the client's disconnect, a task cancelled at the
@@ -12,6 +12,7 @@ response timeout, a background task run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -94,6 +95,8 @@ def create_app(probe: Probe) -> ASGIApp:
 
     @app.get("/json")
     async def get_json(request: Request, x: int = 0) -> dict[str, Any]:
+        probe.count("json")
+        probe.set("json")
         return {
             "x": x,
             "double": x * 2,
@@ -394,60 +397,60 @@ def create_graphql_app(manager: Any) -> FastAPI:
 
 # ---- a process that leaves with requests in flight -------------------------------------
 
-#: Requests held in flight (the app sleeps on each) when the process leaves.
+#: Requests held in flight (the app sleeps on each) when the server's process leaves.
 SLEEPERS = 6
-
-#: Floods the server with requests from another process until the server is gone.
-FLOOD = """
-import socket, sys, threading
-port = int(sys.argv[1])
-def flood():
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-                for _ in range(100):
-                    s.sendall(b"GET /json?x=1 HTTP/1.1\\r\\nHost: flood\\r\\n\\r\\n")
-                    if not s.recv(65536):
-                        return
-        except OSError:
-            return
-threads = [threading.Thread(target=flood) for _ in range(4)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-"""
+#: Requests served before it leaves (more keep coming).
+FLOODED = 50
 
 
-async def _serve_with_requests_in_flight() -> tuple[Any, Probe, list[Any]]:
-    """Starts the native server hosting the app, holds `SLEEPERS` requests in flight and a
-    flood of others coming from another process; returns once all are under way."""
-    import subprocess
+def hold_and_flood(port: int) -> None:
+    """The client process: holds `SLEEPERS` requests in flight and floods the server with
+    others from four threads, until the server is gone."""
+    import socket
+    import threading
 
+    def hold(n: int) -> None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(f"GET /sleep?id={n} HTTP/1.1\r\nHost: exit\r\n\r\n".encode())
+            while s.recv(65536):
+                pass
+
+    def flood() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                with socket.create_connection(("127.0.0.1", port)) as s:
+                    for _ in range(100):
+                        s.sendall(b"GET /json?x=1 HTTP/1.1\r\nHost: exit\r\n\r\n")
+                        if not s.recv(65536):
+                            return
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(SLEEPERS)]
+    threads += [threading.Thread(target=flood) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+async def serve_until_in_flight() -> tuple[Any, Any]:
+    """The server process: hosts the app on a free port (printed), returns once the
+    client's `SLEEPERS` requests are in flight and `FLOODED` others were served."""
     from fraiseql_subscriptions import SubscriptionManager
 
+    # -X dev's asyncio debug mode, but for its slow-callback reports: on a loaded machine
+    # any step may take 0.1 s.
+    asyncio.get_running_loop().slow_callback_duration = 3600
     probe = Probe()
     manager = SubscriptionManager()
     server = await manager.listen("127.0.0.1", 0, app=create_app(probe))
-    held = []
-    for n in range(SLEEPERS):
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(f"GET /sleep?id={n} HTTP/1.1\r\nHost: exit\r\n\r\n".encode())
-        held.append((reader, writer))
-    flood = subprocess.Popen(
-        [sys.executable, "-c", FLOOD, str(server.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    print(server.port, flush=True)
     for n in range(SLEEPERS):
         await probe.wait(f"sleep-entered:{n}", 60)
-    # Some flooding requests served: more are arriving as the process leaves.
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    for _ in range(50):
-        writer.write(b"GET /json HTTP/1.1\r\nHost: exit\r\n\r\n")
-        await asyncio.wait_for(reader.readuntil(b"}"), 60)
+    while probe.counts.get("json", 0) < FLOODED:
+        await probe.wait("json", 60)
+        probe.flag("json").clear()
     print("requests in flight", flush=True)
-    return manager, probe, [held, flood, writer]
+    return manager, server
 
 
 def leave(mode: str) -> None:
@@ -456,29 +459,31 @@ def leave(mode: str) -> None:
     - ``return``: returns from ``asyncio.run``'s coroutine (which cancels the app's tasks);
     - ``sys-exit``: ``sys.exit(3)`` from inside the coroutine;
     - ``abandon-loop``: stops running the loop with the app's tasks pending (never
-      cancelled, loop never closed) and exits.
+      cancelled; the loop never closed) and exits, the server still referenced.
     """
     if mode == "return":
 
         async def main() -> None:
-            await _serve_with_requests_in_flight()
+            await serve_until_in_flight()
 
         asyncio.run(main())
     elif mode == "sys-exit":
 
         async def main() -> None:
-            await _serve_with_requests_in_flight()
+            await serve_until_in_flight()
             sys.exit(3)
 
         asyncio.run(main())
     elif mode == "abandon-loop":
         loop = asyncio.new_event_loop()
-        # Everything stays referenced: the server runs on while the interpreter finalizes.
-        _kept = loop.run_until_complete(_serve_with_requests_in_flight())
+        _kept = loop.run_until_complete(serve_until_in_flight())
         sys.exit(0)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
 
 if __name__ == "__main__":
-    leave(sys.argv[1])
+    if sys.argv[1] == "client":
+        hold_and_flood(int(sys.argv[2]))
+    else:
+        leave(sys.argv[1])

@@ -273,6 +273,8 @@ async def test_publish_sync_from_a_thread_and_bad_publishes() -> None:
         await manager.publish("tick", object())
     with pytest.raises(ConfigurationError, match="audience"):
         await manager.publish("tick", 1, audience=[1, 2])
+    with pytest.raises(ConfigurationError, match="not both"):
+        await manager.publish("tick", 1, tenant_id="acme", global_=True)
     await manager.shutdown()
 
 

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -260,8 +261,10 @@ def case(fn: Case) -> Case:
 
 
 def seen(answer: Answer, *, ignore: Iterable[str] = ()) -> dict[str, Any]:
-    """What is compared of an answer: headers by name (the values of one name in order;
-    hyper groups a response's headers by name, so the order across names differs)."""
+    """What is compared of an answer: its headers by name, the values of each name in
+    order (hyper's HeaderMap sends the values of one name together: an app interleaving
+    names gets another order across names than on uvicorn, which the client may not rely
+    on anyway)."""
     left_out = SERVER_HEADERS | set(ignore)
     headers: dict[str, list[str]] = {}
     for name, value in answer.headers:
@@ -536,7 +539,7 @@ async def test_a_client_leaving_mid_stream_cancels_the_stream() -> None:
     async with native() as hosted:
         conn = await Connection.open(hosted.port)
         await conn.send("GET", "/ticks?id=gone")
-        status, headers = await conn.head()
+        status, _ = await conn.head()
         assert status == 200
         assert b"tick 0" in await asyncio.wait_for(conn.reader.readuntil(b"tick 1"), TIMEOUT)
         await conn.close()
@@ -558,8 +561,11 @@ async def test_a_body_over_max_body_bytes_gets_413_and_never_reaches_the_app() -
         # Chunked: refused once it passes the bound; the app saw at most the bound, then
         # http.disconnect.
         async with connection(hosted.port) as conn:
-            pieces = [b"a" * 1000, b"b" * 1000]
-            answer = await conn.request("POST", "/stream-in?id=chunked", chunks=pieces)
+            # In one write: the server reads it all before it closes (unread bytes left in
+            # its socket would make its close a reset, which may discard the 413).
+            conn.write_head("POST", "/stream-in?id=chunked", [("Transfer-Encoding", "chunked")])
+            conn.writer.write(b"3e8\r\n%s\r\n3e8\r\n%s\r\n0\r\n\r\n" % (b"a" * 1000, b"b" * 1000))
+            answer = await conn.answer()
             assert (answer.status, answer.body) == (413, b"Request body too large")
             assert await conn.closed_by_server()
         assert await hosted.probe.wait("stream-in-disconnected:chunked") <= 1024
@@ -576,7 +582,9 @@ async def test_a_body_over_max_body_bytes_gets_413_and_never_reaches_the_app() -
 
 
 async def test_an_app_too_slow_to_answer_gets_504_and_its_task_cancelled() -> None:
-    async with native(response_timeout=0.5) as hosted, connection(hosted.port) as conn:
+    # 2 s: short for the test, long for the other requests to be answered in on a loaded
+    # machine.
+    async with native(response_timeout=2.0) as hosted, connection(hosted.port) as conn:
         answer = await conn.request("GET", "/sleep?id=slow")
         assert answer.status == 504
         assert answer.header("content-type") == "text/plain; charset=utf-8"
@@ -648,7 +656,7 @@ async def test_a_failing_lifespan_startup_refuses_to_listen() -> None:
     try:
         with pytest.raises(LifespanError, match="database unreachable"):
             await manager.listen("127.0.0.1", port, app=create_failing_app())
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), TIMEOUT)
         # Nothing was left behind: the port takes a server that starts.
         probe = Probe()
@@ -678,6 +686,8 @@ async def test_graphql_over_http_and_subscriptions_share_one_port() -> None:
                 return answer.json()
 
             assert await graphql('{ hello(name: "http") }') == {"data": {"hello": "hello http"}}
+            named = await graphql("query Hi($n: String) { hello(name: $n) }", {"n": "vars"})
+            assert named == {"data": {"hello": "hello vars"}}
             posted = await graphql(
                 'mutation Post($text: String!) { post(room: "lobby", text: $text) }',
                 {"text": "one port"},
@@ -696,12 +706,12 @@ async def test_graphql_over_http_and_subscriptions_share_one_port() -> None:
 # ---- leaving the interpreter with requests in flight -------------------------------------
 
 HOSTING_APP = os.path.join(os.path.dirname(__file__), "hosting_app.py")
-CRASH_SIGNS = ("Fatal Python error", "panicked", "Segmentation fault", "core dumped", "Aborted")
 
 
 async def leave_with_requests_in_flight(mode: str) -> tuple[int | None, str, str]:
-    """Runs ``hosting_app.py MODE`` under ``-X dev``: (exit code, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
+    """Runs ``hosting_app.py MODE`` (the server) under ``-X dev`` and ``hosting_app.py
+    client PORT`` against it: the server's (exit code, stdout, stderr)."""
+    server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-X",
         "dev",
@@ -710,13 +720,22 @@ async def leave_with_requests_in_flight(mode: str) -> tuple[int | None, str, str
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    clients = None
     try:
-        out, err = await asyncio.wait_for(process.communicate(), 120)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode, out.decode(), err.decode()
+        assert server.stdout is not None
+        port = int(await asyncio.wait_for(server.stdout.readline(), 60))
+        clients = await asyncio.create_subprocess_exec(
+            sys.executable, HOSTING_APP, "client", str(port)
+        )
+        out, err = await asyncio.wait_for(server.communicate(), 120)
+        # The clients end when the server's connections do.
+        await asyncio.wait_for(clients.wait(), 60)
+    finally:
+        for process in (server, clients):
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+    return server.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.timeout(300)
@@ -728,5 +747,12 @@ async def test_leaving_the_interpreter_with_requests_in_flight_never_crashes(
     runs = await asyncio.gather(*(leave_with_requests_in_flight(mode) for _ in range(4)))
     for returncode, out, err in runs:
         assert returncode == code, f"exit code {returncode}:\n{err}"
-        assert out.strip() == "requests in flight", err
-        assert not [sign for sign in CRASH_SIGNS if sign in err], err
+        assert out.splitlines() == ["requests in flight"], err
+        if mode == "abandon-loop":
+            # Abandoning a loop with tasks pending (the app's lifespan) is reported, as it
+            # is for any program doing so; nothing else may be.
+            err = ABANDONED_TASK.sub("", err)
+        assert err == ""
+
+
+ABANDONED_TASK = re.compile(r"Task was destroyed but it is pending!\n(?:.*\n)*?task: <Task .*\n")

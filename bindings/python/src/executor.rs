@@ -217,6 +217,12 @@ fn build_event(
     global: bool,
 ) -> PyResult<Publish> {
     fraiseql_subscriptions::validate_channel(channel).map_err(|e| config(e.to_string()))?;
+    if global && tenant_id.is_some() {
+        return Err(config(
+            "an event is for one tenant (tenant_id=...) or for every tenant (global_=True), \
+             not both",
+        ));
+    }
     let value = py_to_value(data)?;
     let mut event = Event::new(channel, EventData::from_value(value));
     if let Some(t) = event_type {

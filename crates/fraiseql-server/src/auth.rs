@@ -1,4 +1,4 @@
-//! Authentication of `connection_init` payloads: a JWT verifier (HS256 / RS256 with
+//! Authentication of `connection_init` payloads: a JWT verifier (HS256 / RS256 / a JWKS, with
 //! `exp`, `nbf`, `aud` and `iss` checked) implementing the engine's [`Authenticator`] trait.
 //! Any other scheme implements [`Authenticator`] itself and is passed to the server builder.
 
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use fraiseql_protocol::JsonObject;
 use fraiseql_subscriptions::security::{AuthError, Authenticator, Principal};
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -21,6 +22,41 @@ pub enum JwtConfigError {
     /// The RS256 public key is not a PEM-encoded RSA public key.
     #[error("the RS256 public key is not a PEM-encoded RSA public key: {0}")]
     InvalidPublicKey(String),
+    /// The JWKS is not a JSON Web Key Set of usable signature keys.
+    #[error("invalid JWKS: {0}")]
+    InvalidJwks(String),
+}
+
+/// The keys tokens are verified with.
+#[derive(Clone)]
+enum Keys {
+    /// One key, of the validation's algorithm.
+    One(DecodingKey),
+    /// A JWKS: the token's `kid` picks the key (a set of one key also takes tokens without
+    /// `kid`), each key with its own algorithm.
+    Set(Vec<(Option<String>, DecodingKey, Algorithm)>),
+}
+
+/// The signature algorithm of a JWK: its `alg`, else what its key type implies.
+fn jwk_algorithm(jwk: &Jwk) -> Result<Algorithm, String> {
+    let kid = jwk.common.key_id.as_deref().unwrap_or("(no kid)");
+    if let Some(alg) = jwk.common.key_algorithm {
+        return alg
+            .to_string()
+            .parse::<Algorithm>()
+            .map_err(|_| format!("key {kid}: {alg} is not a signature algorithm"));
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Ok(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(params) => match params.curve {
+            EllipticCurve::P256 => Ok(Algorithm::ES256),
+            EllipticCurve::P384 => Ok(Algorithm::ES384),
+            _ => Err(format!("key {kid}: unsupported curve")),
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Ok(Algorithm::EdDSA),
+        AlgorithmParameters::OctetKey(_) => Ok(Algorithm::HS256),
+        _ => Err(format!("key {kid}: unsupported key type")),
+    }
 }
 
 /// Verifies the JWT a client sends in its `connection_init` payload and turns its claims
@@ -43,7 +79,7 @@ pub enum JwtConfigError {
 /// ```
 #[derive(Clone)]
 pub struct JwtAuthenticator {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
     tenant_claim: String,
 }
@@ -85,13 +121,40 @@ impl JwtAuthenticator {
         Ok(Self::new(key, Algorithm::RS256))
     }
 
+    /// Tokens signed with any key of a JSON Web Key Set (`{"keys": [...]}`: RSA, EC P-256 /
+    /// P-384, Ed25519 or symmetric keys), chosen by the token's `kid`; a set of one key
+    /// also verifies tokens without `kid`. Each key's algorithm is its `alg`, else the one
+    /// its type implies (RS256, ES256 / ES384, EdDSA, HS256).
+    ///
+    /// # Errors
+    /// [`JwtConfigError::InvalidJwks`]: not a key set, an empty one, or an unusable key.
+    pub fn jwks(json: &[u8]) -> Result<Self, JwtConfigError> {
+        let set: JwkSet =
+            serde_json::from_slice(json).map_err(|e| JwtConfigError::InvalidJwks(e.to_string()))?;
+        if set.keys.is_empty() {
+            return Err(JwtConfigError::InvalidJwks("the set has no keys".into()));
+        }
+        let mut keys = Vec::with_capacity(set.keys.len());
+        for jwk in &set.keys {
+            let algorithm = jwk_algorithm(jwk).map_err(JwtConfigError::InvalidJwks)?;
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| JwtConfigError::InvalidJwks(e.to_string()))?;
+            keys.push((jwk.common.key_id.clone(), key, algorithm));
+        }
+        let first = keys.first().map_or(Algorithm::RS256, |k| k.2);
+        let mut this = Self::new(DecodingKey::from_secret(b"unused"), first);
+        this.validation.algorithms = keys.iter().map(|k| k.2).collect();
+        this.keys = Keys::Set(keys);
+        Ok(this)
+    }
+
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
         let mut validation = Validation::new(algorithm);
         validation.validate_nbf = true;
         validation.leeway = 30;
         validation.validate_aud = false;
         Self {
-            key,
+            keys: Keys::One(key),
             validation,
             tenant_claim: "tenant_id".to_owned(),
         }
@@ -148,8 +211,29 @@ impl JwtAuthenticator {
     /// # Errors
     /// [`AuthError`] with a message that names the problem but never the token or key.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|e| AuthError::new(describe(e.kind())))?;
+        let data = match &self.keys {
+            Keys::One(key) => {
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+            }
+            Keys::Set(keys) => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| AuthError::new(describe(e.kind())))?;
+                let found = match header.kid.as_deref() {
+                    Some(kid) => keys.iter().find(|k| k.0.as_deref() == Some(kid)),
+                    None if keys.len() == 1 => keys.first(),
+                    None => None,
+                };
+                let Some((_, key, algorithm)) = found else {
+                    return Err(AuthError::new(
+                        "Invalid token: its key id (kid) names no key of this server's key set",
+                    ));
+                };
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![*algorithm];
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+            }
+        }
+        .map_err(|e| AuthError::new(describe(e.kind())))?;
         let leeway = Duration::from_secs(self.validation.leeway);
         Ok(principal_from_claims(
             data.claims,
@@ -271,6 +355,71 @@ mod tests {
     use serde_json::json;
 
     const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+    /// `SECRET` as base64url without padding (a JWK's `k`).
+    fn secret_b64() -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in SECRET.chunks(3) {
+            let n = chunk
+                .iter()
+                .fold(0_u32, |acc, b| (acc << 8) | u32::from(*b))
+                << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    fn token_with_kid(kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    #[test]
+    fn a_jwks_picks_the_key_by_kid() {
+        let k = secret_b64();
+        let jwks = json!({"keys": [
+            {"kty": "oct", "kid": "one", "alg": "HS256", "k": k},
+            {"kty": "oct", "kid": "two", "k": "c29tZS1vdGhlci1zZWNyZXQtb2YtZW5vdWdoLWxlbmd0aA"},
+        ]});
+        let auth = JwtAuthenticator::jwks(jwks.to_string().as_bytes()).unwrap();
+        let claims = json!({"sub": "ann", "exp": unix_now() + 60});
+        let principal = auth.verify(&token_with_kid(Some("one"), &claims)).unwrap();
+        assert_eq!(principal.user_id.as_deref(), Some("ann"));
+        // The other key does not verify this signature; an unknown kid names the problem.
+        assert!(auth.verify(&token_with_kid(Some("two"), &claims)).is_err());
+        let unknown = auth
+            .verify(&token_with_kid(Some("three"), &claims))
+            .unwrap_err();
+        assert!(unknown.to_string().contains("kid"), "{unknown}");
+        // Without a kid, a set of several keys cannot choose.
+        assert!(auth.verify(&token_with_kid(None, &claims)).is_err());
+        // A set of one key takes tokens without kid.
+        let single = json!({"keys": [{"kty": "oct", "k": k}]});
+        let auth = JwtAuthenticator::jwks(single.to_string().as_bytes()).unwrap();
+        assert!(auth.verify(&token_with_kid(None, &claims)).is_ok());
+    }
+
+    #[test]
+    fn an_unusable_jwks_is_refused() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"keys": []}"#,
+            br#"{"keys": [{"kty": "oct", "k": "AA", "alg": "RSA-OAEP"}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    JwtAuthenticator::jwks(bad),
+                    Err(JwtConfigError::InvalidJwks(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     fn token(claims: &Value) -> String {
         encode(

@@ -18,6 +18,7 @@
 
 mod auth;
 mod bus;
+mod config;
 mod connection;
 mod fallback;
 mod http;
@@ -29,6 +30,10 @@ mod transport;
 
 pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};
 pub use bus::{bus_from_url, BusOptions};
+pub use config::{
+    BusSection, ConfigError, FieldSection, HttpSection, JwtSection, LimitsSection, RateSetting,
+    RequirementSection, SecuritySection, ServerConfig, ServerSection,
+};
 pub use http::{serve_http, HttpLimits, HttpLimitsError, LocalAddr, MIN_HEADER_BYTES};
 pub use observer::{ConnectionObserver, Ended};
 pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};

@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! fraiseql-server --bind 0.0.0.0:8000 --field message='room:{room}' --publish-token "$TOKEN"
+//! fraiseql-server --config fraiseql.toml            # every engine feature, from a file
 //! ```
 //! Prints `fraiseql-server listening on http://ADDR` on stdout once ready; logs go to stderr
 //! (`RUST_LOG` sets the level). SIGTERM / SIGINT close every client with 1001 and exit 0.
@@ -10,27 +11,30 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use fraiseql_protocol::ConnectionConfig;
-use fraiseql_server::{bus_from_url, BusOptions, HttpLimits, JwtAuthenticator, Server};
-use fraiseql_subscriptions::limits::{LimitsConfig, RateLimit};
-use fraiseql_subscriptions::{EngineConfig, FieldConfig};
+use fraiseql_server::{FieldSection, RateSetting, ServerConfig};
 
-/// The native FraiseQL subscription server.
+/// The native FraiseQL subscription server. Settings come from `--config FILE` (TOML) and
+/// the flags below, which override the file; what neither gives takes its default.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    bind: String,
-    /// Path of the GraphQL WebSocket endpoint.
-    #[arg(long, default_value = "/graphql")]
-    path: String,
+    /// A TOML config file (see the guide's "Configuration file"); flags override it.
+    #[arg(long, env = "FRAISEQL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check the config (and flags) and exit: 0 when valid, 2 with the problem otherwise.
+    /// The bus is not contacted.
+    #[arg(long)]
+    check_config: bool,
+    /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8000.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Path of the GraphQL WebSocket endpoint. Default /graphql.
+    #[arg(long)]
+    path: Option<String>,
     /// A subscription field and its channel template, e.g. `message=room:{room}`
-    /// (repeatable).
+    /// (repeatable; replaces the file's field of that name).
     #[arg(long = "field", value_name = "NAME=TEMPLATE")]
     fields: Vec<String>,
     /// A GraphQL SDL file to validate documents against.
@@ -39,9 +43,9 @@ struct Args {
     /// Enables `POST /publish` for callers presenting this bearer token.
     #[arg(long, env = "FRAISEQL_PUBLISH_TOKEN")]
     publish_token: Option<String>,
-    /// Limits preset: development, production or high-performance.
-    #[arg(long, default_value = "production")]
-    preset: String,
+    /// Limits preset: development, production (default) or high-performance.
+    #[arg(long)]
+    preset: Option<String>,
     /// Messages a connection's outbox holds before the slow-consumer policy applies.
     #[arg(long)]
     outbox_capacity: Option<usize>,
@@ -72,10 +76,10 @@ struct Args {
     /// Accepted token issuer (repeatable).
     #[arg(long)]
     jwt_issuer: Vec<String>,
-    /// The event bus: `memory` (one process), `redis://host:6379[/db]` or
+    /// The event bus: `memory` (one process, the default), `redis://host:6379[/db]` or
     /// `postgres://user@host/db` (several processes sharing events).
-    #[arg(long, env = "FRAISEQL_BUS", default_value = "memory")]
-    bus: String,
+    #[arg(long, env = "FRAISEQL_BUS")]
+    bus: Option<String>,
     /// Redis delivery mode: `pubsub` (lowest latency) or `streams` (durable, resumes
     /// after a disconnect).
     #[arg(long)]
@@ -83,26 +87,116 @@ struct Args {
     /// Prefix of the bus's keys / channels, shared by the processes of one deployment.
     #[arg(long)]
     bus_prefix: Option<String>,
-    /// Seconds connections get to close after SIGTERM.
-    #[arg(long, default_value_t = 10)]
-    shutdown_grace_secs: u64,
-    /// Seconds a client has to send `connection_init`.
-    #[arg(long, default_value_t = 3)]
-    init_timeout_secs: u64,
+    /// Seconds connections get to close after SIGTERM. Default 10.
+    #[arg(long)]
+    shutdown_grace_secs: Option<u64>,
+    /// Seconds a client has to send `connection_init`. Default 3.
+    #[arg(long)]
+    init_timeout_secs: Option<u64>,
     /// Seconds a client has to send a request's headers (and a keep-alive connection may
-    /// sit idle): slow-header clients are cut off.
-    #[arg(long, default_value_t = 10)]
-    header_read_timeout_secs: u64,
-    /// Largest request head accepted, in bytes (at least 8192).
-    #[arg(long, default_value_t = 16 * 1024)]
-    max_header_bytes: usize,
+    /// sit idle): slow-header clients are cut off. Default 10.
+    #[arg(long)]
+    header_read_timeout_secs: Option<u64>,
+    /// Largest request head accepted, in bytes (at least 8192). Default 16384.
+    #[arg(long)]
+    max_header_bytes: Option<usize>,
     /// Most sockets not (yet) upgraded to a WebSocket at once; past it new sockets are
-    /// closed.
-    #[arg(long, default_value_t = 1024)]
-    max_pending_sockets: usize,
+    /// closed. Default 1024.
+    #[arg(long)]
+    max_pending_sockets: Option<usize>,
     /// Most sockets (HTTP or WebSocket) one client IP may hold; off by default.
     #[arg(long)]
     max_sockets_per_ip: Option<usize>,
+}
+
+impl Args {
+    /// The config file (or the defaults) with every flag given laid over it.
+    fn into_config(self) -> Result<ServerConfig, String> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path).map_err(|e| e.to_string())?,
+            None => ServerConfig::default(),
+        };
+        let server = &mut config.server;
+        set(&mut server.bind, self.bind);
+        set(&mut server.path, self.path);
+        set(&mut server.schema, self.schema);
+        set(&mut server.max_connections, self.max_connections);
+        set(&mut server.shutdown_grace_secs, self.shutdown_grace_secs);
+        set(&mut server.init_timeout_secs, self.init_timeout_secs);
+        if let Some(token) = self.publish_token {
+            server.publish_token = Some(token);
+            server.publish_token_env = None;
+        }
+        let limits = &mut config.limits;
+        set(&mut limits.preset, self.preset);
+        set(&mut limits.outbox_capacity, self.outbox_capacity);
+        set(
+            &mut limits.subscribe_rate,
+            self.subscribe_rate.map(RateSetting::PerSecond),
+        );
+        set(
+            &mut limits.message_rate,
+            self.message_rate.map(RateSetting::PerSecond),
+        );
+        if let Some(url) = self.bus {
+            config.bus.url = Some(url);
+            config.bus.url_env = None;
+        }
+        set(&mut config.bus.mode, self.bus_mode);
+        set(&mut config.bus.prefix, self.bus_prefix);
+        let http = &mut config.http;
+        set(
+            &mut http.header_read_timeout_secs,
+            self.header_read_timeout_secs,
+        );
+        set(&mut http.max_header_bytes, self.max_header_bytes);
+        set(&mut http.max_pending_sockets, self.max_pending_sockets);
+        set(&mut http.max_sockets_per_ip, self.max_sockets_per_ip);
+        if self.jwt_hs256_secret.is_some() || self.jwt_rs256_public_key.is_some() {
+            let jwt = config.jwt.get_or_insert_with(Default::default);
+            jwt.hs256_secret = self.jwt_hs256_secret;
+            jwt.hs256_secret_env = None;
+            jwt.rs256_public_key = self.jwt_rs256_public_key;
+            jwt.jwks_file = None;
+        }
+        if !self.jwt_audience.is_empty() || !self.jwt_issuer.is_empty() {
+            let Some(jwt) = config.jwt.as_mut() else {
+                return Err(
+                    "--jwt-audience / --jwt-issuer need a key: --jwt-hs256-secret, \
+                     --jwt-rs256-public-key or [jwt] in the config file"
+                        .into(),
+                );
+            };
+            if !self.jwt_audience.is_empty() {
+                jwt.audience = self.jwt_audience;
+            }
+            if !self.jwt_issuer.is_empty() {
+                jwt.issuer = self.jwt_issuer;
+            }
+        }
+        for spec in &self.fields {
+            let (name, template) = spec.split_once('=').ok_or_else(|| {
+                format!("--field {spec:?} must be NAME=TEMPLATE, e.g. message=room:{{room}}")
+            })?;
+            config.fields.insert(
+                name.trim().to_owned(),
+                FieldSection {
+                    channel: Some(template.to_owned()),
+                    filter: None,
+                    roles: Vec::new(),
+                    scopes: Vec::new(),
+                },
+            );
+        }
+        Ok(config)
+    }
+}
+
+/// A flag, when given, replaces the file's setting.
+fn set<T>(setting: &mut Option<T>, flag: Option<T>) {
+    if flag.is_some() {
+        *setting = flag;
+    }
 }
 
 fn main() -> ExitCode {
@@ -138,100 +232,20 @@ async fn run(args: Args) -> Result<(), String> {
     if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-file limit: {err}");
     }
-    let mut limits = match args.preset.as_str() {
-        "development" => LimitsConfig::development(),
-        "production" => LimitsConfig::production(),
-        "high-performance" | "high_performance" => LimitsConfig::high_performance(),
-        other => {
-            return Err(format!(
-                "unknown --preset {other:?}: use development, production or high-performance"
-            ))
-        }
-    };
-    if let Some(capacity) = args.outbox_capacity {
-        limits.outbox_capacity = capacity;
+    let check_only = args.check_config;
+    let config = args.into_config()?;
+    if check_only {
+        config.offline_builder().map_err(|e| e.to_string())?;
+        println!("configuration OK");
+        return Ok(());
     }
-    if let Some(rate) = args.subscribe_rate {
-        limits.subscribe_rate_per_user =
-            (rate > 0).then(|| RateLimit::new(rate, rate.saturating_mul(2)));
-    }
-    if let Some(rate) = args.message_rate {
-        limits.message_rate_per_connection =
-            (rate > 0).then(|| RateLimit::new(rate, rate.saturating_mul(2)));
-    }
-    let schema = match &args.schema {
-        Some(path) => Some(
-            tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| format!("cannot read --schema {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    let connection = ConnectionConfig::builder()
-        .connection_init_timeout(Duration::from_secs(args.init_timeout_secs))
+    let server = config
+        .builder()
+        .await
+        .map_err(|e| e.to_string())?
         .build()
-        .map_err(|e| format!("invalid connection settings: {e}"))?;
-    let bus = bus_from_url(
-        &args.bus,
-        &BusOptions {
-            mode: args.bus_mode.clone(),
-            prefix: args.bus_prefix.clone(),
-        },
-    )
-    .await?;
-    let mut builder = Server::builder()
-        .bus(bus)
-        .bind(&args.bind)
-        .path(&args.path)
-        .shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
-        .connection_config(connection)
-        .engine_config(EngineConfig {
-            schema,
-            limits,
-            ..EngineConfig::default()
-        });
-    if args.fields.is_empty() {
-        return Err(
-            "no subscription field: add --field NAME=TEMPLATE, e.g. --field 'message=room:{room}'"
-                .into(),
-        );
-    }
-    for spec in &args.fields {
-        let (name, template) = spec.split_once('=').ok_or_else(|| {
-            format!("--field {spec:?} must be NAME=TEMPLATE, e.g. message=room:{{room}}")
-        })?;
-        let field = FieldConfig::new(template).map_err(|e| format!("--field {spec:?}: {e}"))?;
-        builder = builder.field(name.trim(), field);
-    }
-    if let Some(token) = args.publish_token {
-        builder = builder.publish_token(token);
-    }
-    builder = builder.http_limits(HttpLimits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
-        max_header_bytes: args.max_header_bytes,
-        max_pending_sockets: args.max_pending_sockets,
-        max_sockets_per_ip: args.max_sockets_per_ip,
-    });
-    if let Some(max) = args.max_connections {
-        builder = builder.max_connections(max);
-    }
-    let jwt = if let Some(secret) = &args.jwt_hs256_secret {
-        Some(JwtAuthenticator::hs256(secret.as_bytes()).map_err(|e| e.to_string())?)
-    } else if let Some(path) = &args.jwt_rs256_public_key {
-        let pem = tokio::fs::read(path)
-            .await
-            .map_err(|e| format!("cannot read --jwt-rs256-public-key {}: {e}", path.display()))?;
-        Some(JwtAuthenticator::rs256_pem(&pem).map_err(|e| e.to_string())?)
-    } else {
-        None
-    };
-    if let Some(jwt) = jwt {
-        builder = builder.authenticator(Arc::new(
-            jwt.with_audience(args.jwt_audience)
-                .with_issuer(args.jwt_issuer),
-        ));
-    }
-    let server = builder.build().await.map_err(|e| e.to_string())?;
+        .await
+        .map_err(|e| e.to_string())?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(
         stdout,

@@ -120,6 +120,12 @@ pub fn parse_publish_body(body: &[u8]) -> Result<Vec<Event>, PublishError> {
                 }
                 event = event.with_type(t);
             }
+            if p.global && p.tenant_id.is_some() {
+                return Err(PublishError::Shape(format!(
+                    "event {index}: an event is for one tenant (tenant_id) or for every tenant \
+                     (global), not both"
+                )));
+            }
             if let Some(tenant) = p.tenant_id {
                 event = event.with_tenant(tenant);
             }
@@ -171,6 +177,10 @@ mod tests {
             (br#"{"channel":"c","colour":1}"#, "unknown field `colour`"),
             (br#"[{"channel":"ok"},{"channel":""}]"#, "event 1"),
             (br#"{"channel":"c","global":"yes"}"#, "invalid type"),
+            (
+                br#"{"channel":"c","tenant_id":"a","global":true}"#,
+                "one tenant (tenant_id) or for every tenant (global), not both",
+            ),
             (br#"{"channel":"c","type":"fraiseql.gap"}"#, "reserved"),
         ] {
             let err = parse_publish_body(body).unwrap_err().to_string();

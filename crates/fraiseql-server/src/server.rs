@@ -77,6 +77,13 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Also serves the WebSocket endpoint at `path` (an alias of [`ServerBuilder::path`]).
+    #[must_use]
+    pub fn also_path(mut self, path: impl Into<String>) -> Self {
+        self.service = self.service.also_path(path);
+        self
+    }
+
     /// The address to listen on (default `127.0.0.1:8000`; port 0 picks a free port, see
     /// [`Server::local_addr`]).
     #[must_use]

@@ -218,9 +218,18 @@ impl Drop for ServerProcess {
 pub fn start_server_process<S: AsRef<std::ffi::OsStr>>(
     args: &[S],
 ) -> (ServerProcess, std::net::SocketAddr) {
+    start_server_process_with_env(args, &[])
+}
+
+/// [`start_server_process`] with environment variables set for the process.
+pub fn start_server_process_with_env<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (ServerProcess, std::net::SocketAddr) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fraiseql-server"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
