@@ -219,8 +219,11 @@ impl Event {
         self
     }
 
-    /// Marks the event as global: in multi-tenant mode it reaches every tenant's subscribers
-    /// (an event with no tenant is otherwise dropped there, failing closed).
+    /// Marks the event as global: it reaches every tenant's subscribers, in multi-tenant mode
+    /// too (where an event with no tenant is otherwise dropped, failing closed); the other
+    /// checks (audience, filters, roles) still apply. A global event's tenant, if one was
+    /// set, does not narrow it: the publish endpoint and the Python API refuse the two
+    /// together, since asking for both is a mistake.
     #[must_use]
     pub const fn global(mut self) -> Self {
         self.global = true;
