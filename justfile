@@ -121,6 +121,19 @@ bench-python *args="--scenario saturation,fanout":
         --target "fastapi=.venv/bin/python benches/python/fastapi_server.py" \
         --target "strawberry=.venv/bin/python benches/python/strawberry_server.py" {{args}}
 
+# The hosted ASGI app (`manager.listen(app=...)`): HTTP requests/s and p99 of one FastAPI app
+# on the native server, uvicorn (uvloop + httptools) and granian; then subscription fan-out
+# with HTTP load running on the same server (figures go in docs/benchmarks.md).
+bench-hosting *args="--duration 10":
+    cargo build --release -p fraiseql-server --bin fraiseql-server
+    cargo build --release -p fraiseql-bench-e2e --bins
+    {{just_executable()}} python-dev --release
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check uvloop==0.23.0 httptools==0.9.0 granian==2.8.9
+    .venv/bin/python benches/python/http_hosting.py {{args}}
+    ./target/release/loadgen --scenario fanout,saturation --server ./target/release/fraiseql-server \
+        --target "native-py-app=.venv/bin/python benches/python/native_server.py --app" \
+        --target "native-py-app+http=.venv/bin/python benches/python/native_server.py --app --http-load /json"
+
 # What a Python resolver adds per event per group: CPU time, then wall-clock round trips.
 bench-resolver: (python-dev "--release")
     .venv/bin/python benches/python/resolver_cpu.py
