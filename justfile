@@ -15,8 +15,8 @@ demo bind="127.0.0.1:8000":
 demo-python port="8000": python-dev
     .venv/bin/python examples/python/chat_fastapi.py --port {{port}}
 
-# The same FastAPI chat app hosted by the native Rust server: the WebSocket in Rust, the
-# page and POST /messages by the app, one port (http://127.0.0.1:8000).
+# The WebSocket in Rust, the page and POST /messages by the app, one port.
+# The Python demo's FastAPI app hosted by the native server (http://127.0.0.1:8000).
 demo-python-native port="8000": python-dev
     .venv/bin/python examples/python/chat_fastapi.py --native --port {{port}}
 
@@ -121,9 +121,9 @@ bench-python *args="--scenario saturation,fanout":
         --target "fastapi=.venv/bin/python benches/python/fastapi_server.py" \
         --target "strawberry=.venv/bin/python benches/python/strawberry_server.py" {{args}}
 
-# The hosted ASGI app (`manager.listen(app=...)`): HTTP requests/s and p99 of one FastAPI app
-# on the native server, uvicorn (uvloop + httptools) and granian; then subscription fan-out
-# with HTTP load running on the same server (figures go in docs/benchmarks.md).
+# HTTP requests/s and p99 of one FastAPI app on the native server, uvicorn (uvloop +
+# httptools) and granian; then subscription fan-out with HTTP load on the same server.
+# The hosted ASGI app's benchmark (figures go in docs/benchmarks.md).
 bench-hosting *args="--duration 10":
     cargo build --release -p fraiseql-server --bin fraiseql-server
     cargo build --release -p fraiseql-bench-e2e --bins
