@@ -1,8 +1,8 @@
 //! A scripted client session through the protocol state machine, printing every frame in
 //! both directions — what a transport does, minus the socket.
 //!
-//! Run with `just demo` (until the live demo server lands) or
-//! `cargo run -p fraiseql-protocol --example walkthrough`.
+//! Run with `cargo run -p fraiseql-protocol --example walkthrough` (`just demo` runs the
+//! live server built on this state machine).
 #![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
