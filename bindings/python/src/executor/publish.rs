@@ -18,57 +18,58 @@ use super::{PySubscriptionExecutor, Started};
 /// subscribers before returning anyway (the event was published; a bus may have lost it).
 const PUBLISH_EVENT_WAIT: Duration = Duration::from_secs(10);
 
-/// The arguments of one publish, read with the GIL held.
-struct Publish {
-    event: Event,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_event(
-    channel: &str,
-    data: &Bound<'_, PyAny>,
+/// The keyword arguments of one `publish` / `publish_sync` call, read with the GIL held.
+struct PublishArgs<'a, 'py> {
+    channel: &'a str,
+    data: &'a Bound<'py, PyAny>,
     event_type: Option<String>,
     tenant_id: Option<String>,
-    audience: Option<&Bound<'_, PyAny>>,
+    audience: Option<&'a Bound<'py, PyAny>>,
     id: Option<String>,
     correlation_id: Option<String>,
     last: bool,
     global: bool,
-) -> PyResult<Publish> {
-    fraiseql_subscriptions::validate_channel(channel).map_err(|e| config(e.to_string()))?;
-    if global && tenant_id.is_some() {
-        return Err(config(
-            "an event is for one tenant (tenant_id=...) or for every tenant (global_=True), \
-             not both",
-        ));
-    }
-    let value = py_to_value(data)?;
-    let mut event = Event::new(channel, EventData::from_value(value));
-    if let Some(t) = event_type {
-        if t.is_empty() {
-            return Err(config("event_type is empty"));
+}
+
+impl PublishArgs<'_, '_> {
+    /// The event these arguments describe, checked.
+    fn into_event(self) -> PyResult<Event> {
+        fraiseql_subscriptions::validate_channel(self.channel)
+            .map_err(|e| config(e.to_string()))?;
+        if self.global && self.tenant_id.is_some() {
+            return Err(config(
+                "an event is for one tenant (tenant_id=...) or for every tenant (global_=True), \
+                 not both",
+            ));
         }
-        event = event.with_type(t);
+        let value = py_to_value(self.data)?;
+        let mut event = Event::new(self.channel, EventData::from_value(value));
+        if let Some(t) = self.event_type {
+            if t.is_empty() {
+                return Err(config("event_type is empty"));
+            }
+            event = event.with_type(t);
+        }
+        if let Some(t) = self.tenant_id {
+            event = event.with_tenant(t);
+        }
+        if let Some(a) = self.audience.filter(|a| !a.is_none()) {
+            event = event.with_audience(audience_from(a)?);
+        }
+        if let Some(id) = self.id {
+            event = event.with_id(id);
+        }
+        if let Some(c) = self.correlation_id {
+            event = event.with_correlation_id(c);
+        }
+        if self.last {
+            event = event.final_event();
+        }
+        if self.global {
+            event = event.global();
+        }
+        Ok(event)
     }
-    if let Some(t) = tenant_id {
-        event = event.with_tenant(t);
-    }
-    if let Some(a) = audience.filter(|a| !a.is_none()) {
-        event = event.with_audience(audience_from(a)?);
-    }
-    if let Some(id) = id {
-        event = event.with_id(id);
-    }
-    if let Some(c) = correlation_id {
-        event = event.with_correlation_id(c);
-    }
-    if last {
-        event = event.final_event();
-    }
-    if global {
-        event = event.global();
-    }
-    Ok(Publish { event })
 }
 
 /// `audience=` is a list of user ids, or a dict `{"users": [...], "roles": [...]}`.
@@ -149,7 +150,7 @@ impl PySubscriptionExecutor {
         global_: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let started = self.started()?;
-        let Publish { event } = build_event(
+        let event = PublishArgs {
             channel,
             data,
             event_type,
@@ -157,9 +158,10 @@ impl PySubscriptionExecutor {
             audience,
             id,
             correlation_id,
-            r#final,
-            global_,
-        )?;
+            last: r#final,
+            global: global_,
+        }
+        .into_event()?;
         crate::interpreter::future_into_py(py, async move {
             started
                 .service
@@ -191,7 +193,7 @@ impl PySubscriptionExecutor {
     ) -> PyResult<()> {
         let started = self.ensure_started(py, "publish_sync")?;
         refuse_blocking_on_own_loop(py, &started, "publish_sync")?;
-        let Publish { event } = build_event(
+        let event = PublishArgs {
             channel,
             data,
             event_type,
@@ -199,9 +201,10 @@ impl PySubscriptionExecutor {
             audience,
             id,
             correlation_id,
-            r#final,
-            global_,
-        )?;
+            last: r#final,
+            global: global_,
+        }
+        .into_event()?;
         let runtime = runtime()?;
         py.detach(|| runtime.block_on(started.service.engine().publish(event)))
             .map_err(|e| errors::error(Kind::Publish, e.to_string()))
@@ -243,17 +246,18 @@ impl PySubscriptionExecutor {
     ) -> PyResult<()> {
         let started = self.ensure_started(py, "publish_event")?;
         refuse_blocking_on_own_loop(py, &started, "publish_event")?;
-        let Publish { event } = build_event(
+        let event = PublishArgs {
             channel,
             data,
-            Some(event_type),
-            None,
-            None,
-            None,
-            None,
-            false,
-            false,
-        )?;
+            event_type: Some(event_type),
+            tenant_id: None,
+            audience: None,
+            id: None,
+            correlation_id: None,
+            last: false,
+            global: false,
+        }
+        .into_event()?;
         let runtime = runtime()?;
         py.detach(|| {
             runtime.block_on(
