@@ -6,6 +6,7 @@
 //! ```sh
 //! httpload --url http://127.0.0.1:8000/json --connections 64 --duration-secs 10
 //! ```
+#![allow(clippy::print_stdout)] // the report is the binary's output
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,7 +147,16 @@ async fn main() -> Result<(), BoxError> {
     tokio::time::sleep(Duration::from_secs_f64(args.warmup_secs)).await;
     totals.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.duration_secs)).await;
+    // Measures for the duration, or until the process that started this one is gone (a
+    // benchmark server killed by the load generator takes its background load with it).
+    let parent = std::os::unix::process::parent_id();
+    let deadline = started + Duration::from_secs_f64(args.duration_secs);
+    while Instant::now() < deadline && std::os::unix::process::parent_id() == parent {
+        tokio::time::sleep(
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
     totals.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     totals.stop.store(true, Ordering::Relaxed);
