@@ -4,68 +4,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use apollo_compiler::ast::{self, Definition, DirectiveList, OperationType, Selection};
-use apollo_compiler::parser::{SourceMap, SourceSpan};
-use apollo_compiler::validation::{DiagnosticList, Valid};
+use apollo_compiler::ast::{self, Definition, OperationType, Selection};
+use apollo_compiler::validation::Valid;
 use apollo_compiler::{Node, Schema};
 use fraiseql_protocol::GraphQLError;
 use serde_json::{Map, Value};
 
-use super::projection::{
-    ConditionalPlan, FieldKind, FieldPlan, PlanItem, ProjectionPlan, SelectionPlan,
+use super::diagnostic::{
+    diagnostics_to_errors, error_at, line_col, PARSE_FAILED, VALIDATION_FAILED,
 };
+use super::limits::DocumentLimits;
+use super::plan::build_plan;
+use super::projection::ProjectionPlan;
+use super::selection::{Builder, RawSelection};
 use super::variables::VariableDef;
-use super::DocumentLimits;
-
-/// `extensions.code` of syntax errors.
-pub(super) const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-/// `extensions.code` of document rule violations.
-pub(super) const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 
 /// Directives every executable document may use, known to apollo-compiler only with a schema.
 const BUILT_IN_DIRECTIVES: [&str; 2] = ["skip", "include"];
-
-/// A `@skip(if:)` / `@include(if:)` operand.
-#[derive(Debug, Clone)]
-pub(super) enum BoolRef {
-    Const(bool),
-    Var(String),
-}
-
-/// One `@skip` (`skip == true`) or `@include` condition.
-#[derive(Debug, Clone)]
-pub(super) struct Condition {
-    skip: bool,
-    value: BoolRef,
-    location: Option<(u32, u32)>,
-}
-
-/// A selection before `@skip`/`@include` are resolved.
-#[derive(Debug, Clone)]
-pub(super) enum RawSelection {
-    Field(RawField),
-    Fragment(RawFragment),
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct RawField {
-    response_key: String,
-    name: String,
-    conditions: Vec<Condition>,
-    /// The field's named return type, when the schema knows it.
-    static_type: Option<Arc<str>>,
-    children: Option<Vec<RawSelection>>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct RawFragment {
-    /// `None` when the fragment always applies (no type condition, or the enclosing object type).
-    type_condition: Option<Arc<str>>,
-    possible_types: Option<Arc<[Box<str>]>>,
-    static_match: bool,
-    conditions: Vec<Condition>,
-    children: Vec<RawSelection>,
-}
 
 /// A parsed, checked subscription operation, independent of variable values: what the
 /// cache keeps.
@@ -84,238 +39,13 @@ pub(super) struct CompiledOperation {
     pub(super) static_plan: Option<Arc<ProjectionPlan>>,
 }
 
-fn line_col(span: Option<SourceSpan>, sources: &SourceMap) -> Option<(u32, u32)> {
-    let lc = span?.line_column(sources)?;
-    Some((
-        u32::try_from(lc.line).unwrap_or(u32::MAX),
-        u32::try_from(lc.column).unwrap_or(u32::MAX),
-    ))
-}
-
-pub(super) fn error_at(
-    message: impl Into<String>,
-    location: Option<(u32, u32)>,
-    code: &str,
-) -> GraphQLError {
-    let err = GraphQLError::new(message).with_code(code);
-    match location {
-        Some((line, column)) => err.with_location(line, column),
-        None => err,
-    }
-}
-
-pub(super) fn diagnostics_to_errors(list: &DiagnosticList, code: &str) -> Vec<GraphQLError> {
-    list.iter()
-        .map(|d| {
-            let json = d.to_json();
-            let mut err = GraphQLError::new(json.message).with_code(code);
-            for lc in json.locations {
-                err = err.with_location(
-                    u32::try_from(lc.line).unwrap_or(u32::MAX),
-                    u32::try_from(lc.column).unwrap_or(u32::MAX),
-                );
-            }
-            err
-        })
-        .collect()
-}
-
-/// Everything the selection-tree builder needs.
-struct Builder<'a> {
-    schema: Option<&'a Schema>,
-    fragments: HashMap<&'a str, &'a Node<ast::FragmentDefinition>>,
-    sources: &'a SourceMap,
-    limits: DocumentLimits,
-    fields: usize,
-    spreading: Vec<&'a str>,
-    has_variable_conditions: bool,
-}
-
-impl<'a> Builder<'a> {
-    fn conditions(&mut self, directives: &DirectiveList) -> Vec<Condition> {
-        let mut out = Vec::new();
-        for directive in directives.iter() {
-            let skip = match directive.name.as_str() {
-                "skip" => true,
-                "include" => false,
-                _ => continue,
-            };
-            let value = match directive.specified_argument_by_name("if").map(|v| &**v) {
-                Some(ast::Value::Boolean(b)) => BoolRef::Const(*b),
-                Some(ast::Value::Variable(name)) => {
-                    self.has_variable_conditions = true;
-                    BoolRef::Var(name.to_string())
-                }
-                // Validation reports a missing or mistyped `if`; treat it as not skipping.
-                _ => BoolRef::Const(!skip),
-            };
-            out.push(Condition {
-                skip,
-                value,
-                location: line_col(directive.location(), self.sources),
-            });
-        }
-        out
-    }
-
-    fn possible_types(&self, condition: &str) -> Option<Arc<[Box<str>]>> {
-        let schema = self.schema?;
-        let types: Vec<Box<str>> = schema
-            .types
-            .iter()
-            .filter(|(name, ty)| {
-                ty.is_object() && (name.as_str() == condition || schema.is_subtype(condition, name))
-            })
-            .map(|(name, _)| Box::from(name.as_str()))
-            .collect();
-        Some(types.into())
-    }
-
-    fn fragment(
-        &mut self,
-        type_condition: Option<&str>,
-        parent_type: Option<&Arc<str>>,
-        directives: &DirectiveList,
-        selections: &'a [Selection],
-        depth: usize,
-    ) -> Result<RawSelection, GraphQLError> {
-        let conditions = self.conditions(directives);
-        let static_match = match (type_condition, parent_type) {
-            (Some(c), Some(p)) => c == &**p,
-            (None, _) => true,
-            (Some(_), None) => false,
-        };
-        let parent_is_object = match (self.schema, parent_type) {
-            (Some(s), Some(p)) => s.get_object(p).is_some(),
-            _ => false,
-        };
-        let always = type_condition.is_none() || (static_match && parent_is_object);
-        let inner_type: Option<Arc<str>> = match type_condition {
-            Some(c) if !always => Some(Arc::from(c)),
-            _ => parent_type.cloned(),
-        };
-        let children = self.selections(selections, inner_type.as_ref(), depth)?;
-        Ok(RawSelection::Fragment(RawFragment {
-            type_condition: if always { None } else { inner_type.clone() },
-            possible_types: match type_condition {
-                Some(c) if !always => self.possible_types(c),
-                _ => None,
-            },
-            static_match,
-            conditions,
-            children,
-        }))
-    }
-
-    fn selections(
-        &mut self,
-        selections: &'a [Selection],
-        parent_type: Option<&Arc<str>>,
-        depth: usize,
-    ) -> Result<Vec<RawSelection>, GraphQLError> {
-        let mut out = Vec::with_capacity(selections.len());
-        for selection in selections {
-            match selection {
-                Selection::Field(field) => {
-                    out.push(RawSelection::Field(self.field(
-                        field,
-                        parent_type,
-                        depth,
-                    )?));
-                }
-                Selection::InlineFragment(inline) => out.push(self.fragment(
-                    inline.type_condition.as_ref().map(|n| n.as_str()),
-                    parent_type,
-                    &inline.directives,
-                    &inline.selection_set,
-                    depth,
-                )?),
-                Selection::FragmentSpread(spread) => {
-                    let name = spread.fragment_name.as_str();
-                    let location = line_col(spread.location(), self.sources);
-                    let Some(def) = self.fragments.get(name).copied() else {
-                        return Err(error_at(
-                            format!("Unknown fragment \"{name}\"."),
-                            location,
-                            VALIDATION_FAILED,
-                        ));
-                    };
-                    if self.spreading.contains(&name) {
-                        return Err(error_at(
-                            format!("Cannot spread fragment \"{name}\" within itself."),
-                            location,
-                            VALIDATION_FAILED,
-                        ));
-                    }
-                    self.spreading.push(name);
-                    let mut raw = self.fragment(
-                        Some(def.type_condition.as_str()),
-                        parent_type,
-                        &def.directives,
-                        &def.selection_set,
-                        depth,
-                    )?;
-                    self.spreading.pop();
-                    // The spread's own @skip/@include apply as well as the definition's.
-                    if let RawSelection::Fragment(f) = &mut raw {
-                        let mut conditions = self.conditions(&spread.directives);
-                        conditions.append(&mut f.conditions);
-                        f.conditions = conditions;
-                    }
-                    out.push(raw);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn field(
-        &mut self,
-        field: &'a Node<ast::Field>,
-        parent_type: Option<&Arc<str>>,
-        depth: usize,
-    ) -> Result<RawField, GraphQLError> {
-        let location = line_col(field.location(), self.sources);
-        self.fields += 1;
-        if self.fields > self.limits.max_fields {
-            return Err(error_at(
-                format!(
-                    "The document selects more than {} fields.",
-                    self.limits.max_fields
-                ),
-                location,
-                "MAX_FIELDS_EXCEEDED",
-            ));
-        }
-        if depth > self.limits.max_depth {
-            return Err(error_at(
-                format!(
-                    "The document is nested deeper than {} levels.",
-                    self.limits.max_depth
-                ),
-                location,
-                "MAX_DEPTH_EXCEEDED",
-            ));
-        }
-        let static_type: Option<Arc<str>> = match (self.schema, parent_type) {
-            (Some(schema), Some(parent)) => schema
-                .type_field(parent, &field.name)
-                .ok()
-                .map(|def| Arc::from(def.ty.inner_named_type().as_str())),
-            _ => None,
-        };
-        let children = if field.selection_set.is_empty() {
-            None
-        } else {
-            Some(self.selections(&field.selection_set, static_type.as_ref(), depth + 1)?)
-        };
-        Ok(RawField {
-            response_key: field.response_name().to_string(),
-            name: field.name.to_string(),
-            conditions: self.conditions(&field.directives),
-            static_type,
-            children,
-        })
+impl CompiledOperation {
+    /// The projection plan for these coerced variables (`@skip`/`@include` resolved).
+    pub(super) fn plan(
+        &self,
+        vars: &Map<String, Value>,
+    ) -> Result<ProjectionPlan, Vec<GraphQLError>> {
+        build_plan(self.root_children.as_deref(), self.root_type.as_ref(), vars)
     }
 }
 
@@ -478,15 +208,7 @@ pub(super) fn compile(
         field_def.map(|def| Arc::from(def.ty.inner_named_type().as_str()));
 
     // Limits before validation, so that a fragment bomb costs us nothing more.
-    let mut builder = Builder {
-        schema: plain_schema,
-        fragments,
-        sources,
-        limits,
-        fields: 0,
-        spreading: Vec::new(),
-        has_variable_conditions: false,
-    };
+    let mut builder = Builder::new(plain_schema, fragments, sources, limits);
     let mut root_children: Option<Vec<RawSelection>> = None;
     let root_parent: Option<Arc<str>> = root_object.as_deref().map(Arc::from);
     for field in &roots {
@@ -535,7 +257,7 @@ pub(super) fn compile(
             location: line_col(def.location(), sources),
         })
         .collect();
-    let has_variable_conditions = builder.has_variable_conditions;
+    let has_variable_conditions = builder.has_variable_conditions();
     let mut compiled = CompiledOperation {
         operation_name: operation.name.as_ref().map(ToString::to_string),
         field: root.name.to_string(),
@@ -552,110 +274,7 @@ pub(super) fn compile(
         static_plan: None,
     };
     if !has_variable_conditions {
-        compiled.static_plan = Some(Arc::new(build_plan(&compiled, &Map::new())?));
+        compiled.static_plan = Some(Arc::new(compiled.plan(&Map::new())?));
     }
     Ok(compiled)
-}
-
-fn included(conditions: &[Condition], vars: &Map<String, Value>) -> Result<bool, GraphQLError> {
-    for condition in conditions {
-        let value = match &condition.value {
-            BoolRef::Const(b) => *b,
-            BoolRef::Var(name) => match vars.get(name) {
-                Some(Value::Bool(b)) => *b,
-                _ => {
-                    return Err(error_at(
-                        format!(
-                            "Variable \"${name}\" used in @{} must be a Boolean.",
-                            if condition.skip { "skip" } else { "include" }
-                        ),
-                        condition.location,
-                        "BAD_USER_INPUT",
-                    ))
-                }
-            },
-        };
-        if value == condition.skip {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-fn plan_items(
-    raws: &[RawSelection],
-    static_type: Option<&Arc<str>>,
-    vars: &Map<String, Value>,
-    out: &mut Vec<PlanItem>,
-) -> Result<(), GraphQLError> {
-    for raw in raws {
-        match raw {
-            RawSelection::Field(f) => {
-                if !included(&f.conditions, vars)? {
-                    continue;
-                }
-                let kind = if f.name == "__typename" {
-                    FieldKind::Typename(static_type.cloned())
-                } else {
-                    match &f.children {
-                        None => FieldKind::Leaf,
-                        Some(children) => FieldKind::Object(selection_plan(
-                            children,
-                            f.static_type.as_ref(),
-                            vars,
-                        )?),
-                    }
-                };
-                super::projection::merge_items(
-                    out,
-                    vec![PlanItem::Field(FieldPlan::new(
-                        &f.response_key,
-                        &f.name,
-                        kind,
-                    ))],
-                );
-            }
-            RawSelection::Fragment(fr) => {
-                if !included(&fr.conditions, vars)? {
-                    continue;
-                }
-                match &fr.type_condition {
-                    None => plan_items(&fr.children, static_type, vars, out)?,
-                    Some(condition) => {
-                        out.push(PlanItem::Conditional(ConditionalPlan {
-                            type_condition: condition.clone(),
-                            possible_types: fr.possible_types.clone(),
-                            static_match: fr.static_match,
-                            selection: selection_plan(&fr.children, Some(condition), vars)?,
-                        }));
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn selection_plan(
-    raws: &[RawSelection],
-    static_type: Option<&Arc<str>>,
-    vars: &Map<String, Value>,
-) -> Result<SelectionPlan, GraphQLError> {
-    let mut items = Vec::with_capacity(raws.len());
-    plan_items(raws, static_type, vars, &mut items)?;
-    Ok(SelectionPlan::from_items(items))
-}
-
-/// Resolves `@skip`/`@include` against coerced variables and builds the projection plan.
-pub(super) fn build_plan(
-    compiled: &CompiledOperation,
-    vars: &Map<String, Value>,
-) -> Result<ProjectionPlan, Vec<GraphQLError>> {
-    let root = match &compiled.root_children {
-        None => None,
-        Some(children) => {
-            Some(selection_plan(children, compiled.root_type.as_ref(), vars).map_err(|e| vec![e])?)
-        }
-    };
-    Ok(ProjectionPlan::new(root))
 }

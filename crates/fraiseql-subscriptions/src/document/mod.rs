@@ -21,7 +21,11 @@
 //! ```
 
 mod compile;
+mod diagnostic;
+mod limits;
+mod plan;
 mod projection;
+mod selection;
 mod variables;
 
 use std::collections::HashMap;
@@ -33,7 +37,9 @@ use apollo_compiler::Schema;
 use fraiseql_protocol::GraphQLError;
 use serde_json::{Map, Value};
 
-use compile::{build_plan, compile, diagnostics_to_errors, error_at, CompiledOperation};
+use compile::{compile, CompiledOperation};
+use diagnostic::{diagnostics_to_errors, error_at};
+pub use limits::DocumentLimits;
 pub use projection::ProjectionPlan;
 use variables::{coerce_input, coerce_variables, literal_to_json};
 
@@ -42,28 +48,6 @@ const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 
 /// How many compiled operations the cache keeps before it evicts.
 const CACHE_CAPACITY: usize = 1000;
-
-/// Limits on a subscription document, checked before validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DocumentLimits {
-    /// Largest document text accepted, in bytes (`DOCUMENT_TOO_LARGE`).
-    pub max_document_bytes: usize,
-    /// Deepest field nesting; the root field is at depth 1 (`MAX_DEPTH_EXCEEDED`).
-    pub max_depth: usize,
-    /// Most field selections, counting each fragment spread's fields again
-    /// (`MAX_FIELDS_EXCEEDED`).
-    pub max_fields: usize,
-}
-
-impl Default for DocumentLimits {
-    fn default() -> Self {
-        Self {
-            max_document_bytes: 64 * 1024,
-            max_depth: 16,
-            max_fields: 256,
-        }
-    }
-}
 
 /// Errors building a [`SubscriptionDocuments`].
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +226,7 @@ impl SubscriptionDocuments {
         })?;
         let plan = match &op.static_plan {
             Some(plan) => plan.clone(),
-            None => Arc::new(build_plan(&op, &variables)?),
+            None => Arc::new(op.plan(&variables)?),
         };
         let arguments = resolve_arguments(&op, &variables, schema)?;
         Ok(PreparedSubscription {
