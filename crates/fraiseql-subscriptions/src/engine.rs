@@ -7,14 +7,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use async_trait::async_trait;
 use fraiseql_protocol::{GraphQLError, SubscribePayload, SubscriptionKey};
 use futures_util::StreamExt as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::bus::{validate_channel, BusError, EventBus, EventStream};
 use crate::dispatched::DispatchWaiters;
-use crate::document::{DocumentError, DocumentLimits, ProjectionPlan, SubscriptionDocuments};
+use crate::document::{DocumentError, DocumentLimits, SubscriptionDocuments};
 use crate::event::Event;
 use crate::filter::{CompiledFilter, FilterSpec};
 use crate::in_flight::{InFlight, Operation};
@@ -26,8 +25,10 @@ use crate::metrics::{DropReason, Metrics, RateLimitKind};
 use crate::operation::{operation_kind, OperationExecutor};
 use crate::outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 use crate::registry::{ChannelTemplate, ConnectionId, Registry, SubscriptionId, TemplateError};
+use crate::resolver::{Resolved, Resolver, ResolverError};
 use crate::security::{DeliveryGuard, Principal, Requirement, SecurityPolicy};
 use crate::stream::{StreamEnd, StreamSink, StreamSource, StreamStart};
+use crate::subscription::{ActiveSubscription, Resolution};
 
 /// The error for a subscribe on a connection the engine no longer knows.
 fn closed_connection_error() -> GraphQLError {
@@ -47,43 +48,6 @@ struct PendingGroups {
 
 /// How often [`Engine::run`] trims the subscribe-rate limiter's per-user state.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What a resolver made of an event for one group of subscriptions.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resolved {
-    /// Deliver this value (projected through each subscriber's selection set).
-    Value(Value),
-    /// Deliver nothing for this event.
-    Skip,
-    /// Deliver this value, then end the subscriptions (`complete`).
-    ValueThenComplete(Value),
-    /// End the subscriptions (`complete`) without delivering.
-    Complete,
-}
-
-/// A resolver failure; its message goes to the affected subscriptions as a GraphQL error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ResolverError {
-    /// The message for the client.
-    pub message: String,
-}
-
-/// Turns an event into the root field's value, once per event per group of subscriptions
-/// sharing the field and its arguments (never once per subscriber).
-#[async_trait]
-pub trait Resolver: Send + Sync + fmt::Debug {
-    /// Resolves `event` for subscriptions of `field` with these `arguments`.
-    ///
-    /// # Errors
-    /// [`ResolverError`]: the group gets an `error` and ends; other groups are untouched.
-    async fn resolve(
-        &self,
-        event: &Arc<Event>,
-        field: &str,
-        arguments: &Map<String, Value>,
-    ) -> Result<Resolved, ResolverError>;
-}
 
 /// How one root field is served.
 #[derive(Debug, Clone)]
@@ -195,27 +159,6 @@ pub struct EngineConfig {
     pub operations: Option<Arc<dyn OperationExecutor>>,
 }
 
-#[derive(Debug)]
-pub(crate) struct ActiveSubscription {
-    pub(crate) connection: ConnectionId,
-    pub(crate) key: SubscriptionKey,
-    pub(crate) outbox: Arc<Outbox>,
-    /// Shared by every subscription of the connection.
-    guard: Arc<DeliveryGuard>,
-    pub(crate) filter: CompiledFilter,
-    pub(crate) plan: Arc<ProjectionPlan>,
-    pub(crate) response_key: Box<str>,
-    field: Arc<FieldConfig>,
-    /// Only for fields with a resolver: what it is called with, and the group (field and
-    /// arguments) whose subscriptions share one call per event. Identity subscriptions keep
-    /// neither, which keeps an idle subscription small.
-    resolution: Option<Box<Resolution>>,
-    /// The delivery rate limit, when one is configured.
-    limiter: Option<DeliveryLimiter>,
-    /// Stream fields only: dropped with the subscription, which tells its source to stop.
-    _stream_stop: Option<tokio::sync::watch::Sender<()>>,
-}
-
 /// One event's serialized payloads, one per distinct (projection plan, value slot). Most
 /// subscribers of a channel share one plan, so the last payload is checked before the map.
 #[derive(Debug, Default)]
@@ -243,13 +186,6 @@ impl PayloadCache {
         }
         payload
     }
-}
-
-#[derive(Debug)]
-struct Resolution {
-    field: String,
-    arguments: Map<String, Value>,
-    group: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -531,18 +467,22 @@ impl Engine {
         };
         validate_channel(&channel)
             .map_err(|err| vec![GraphQLError::new(err.to_string()).with_code("BAD_USER_INPUT")])?;
-        let resolution = (field.resolver.is_some() && field.stream.is_none()).then(|| {
-            let group = Arc::from(format!(
-                "{}\u{0}{}",
-                prepared.field,
-                Value::Object(prepared.arguments.clone())
-            ));
-            Box::new(Resolution {
-                field: prepared.field.clone(),
-                arguments: prepared.arguments.clone(),
-                group,
-            })
-        });
+        let resolution = match (&field.resolver, &field.stream) {
+            (Some(resolver), None) => {
+                let group = Arc::from(format!(
+                    "{}\u{0}{}",
+                    prepared.field,
+                    Value::Object(prepared.arguments.clone())
+                ));
+                Some(Box::new(Resolution {
+                    resolver: Arc::clone(resolver),
+                    field: prepared.field.clone(),
+                    arguments: prepared.arguments.clone(),
+                    group,
+                }))
+            }
+            _ => None,
+        };
         let id = {
             let mut state = self.write();
             let Some(conn) = state.connections.get(&connection) else {
@@ -581,7 +521,6 @@ impl Engine {
                 filter,
                 plan: Arc::clone(&prepared.plan),
                 response_key: prepared.response_key.into_boxed_str(),
-                field: Arc::clone(&field),
                 resolution,
                 limiter: self
                     .config
@@ -970,13 +909,10 @@ impl Engine {
         groups: &[Vec<Arc<ActiveSubscription>>],
     ) -> Vec<Option<Result<Resolved, ResolverError>>> {
         futures_util::future::join_all(groups.iter().map(|members| async move {
-            let first = members.first()?;
-            let (Some(resolver), Some(resolution)) = (&first.field.resolver, &first.resolution)
-            else {
-                return None;
-            };
+            let resolution = members.first()?.resolution.as_ref()?;
             Some(
-                resolver
+                resolution
+                    .resolver
                     .resolve(event, &resolution.field, &resolution.arguments)
                     .await,
             )
@@ -1110,26 +1046,13 @@ impl Engine {
         value_slot: usize,
         payloads: &mut PayloadCache,
     ) -> bool {
-        let payload =
-            payloads.get_or_serialize((Arc::as_ptr(&sub.plan) as usize, value_slot), || {
-                let mut bytes = Vec::with_capacity(128);
-                sub.plan.write_payload(&sub.response_key, value, &mut bytes);
-                Arc::from(String::from_utf8(bytes).unwrap_or_default())
+        let payload = payloads
+            .get_or_serialize((Arc::as_ptr(&sub.plan) as usize, value_slot), || {
+                sub.payload(value)
             });
-        match sub.outbox.push(Outbound::Next {
-            key: sub.key,
-            payload,
-        }) {
-            PushOutcome::Queued => payloads.delivered += 1,
-            PushOutcome::DroppedOldest => {
-                payloads.delivered += 1;
-                self.metrics.dropped(DropReason::OutboxFull, 1);
-            }
-            PushOutcome::Overflowed => {
-                self.metrics.outbox_overflow();
-                self.metrics.dropped(DropReason::OutboxFull, 1);
-                return true;
-            }
+        match sub.queue_next(payload, &self.metrics) {
+            PushOutcome::Queued | PushOutcome::DroppedOldest => payloads.delivered += 1,
+            PushOutcome::Overflowed => return true,
             PushOutcome::Closed => self.metrics.dropped(DropReason::OutboxFull, 1),
         }
         false

@@ -23,19 +23,19 @@ pub mod metrics;
 mod operation;
 mod outbox;
 pub mod registry;
+mod resolver;
 pub mod security;
 pub mod stream;
+mod subscription;
 
 pub use bus::{
     validate_channel, BusError, BusStats, EventBus, EventStream, InMemoryBus, StreamId,
     DEFAULT_STREAM_CAPACITY, MAX_CHANNEL_BYTES,
 };
-pub use engine::{
-    ConnectionHandle, Engine, EngineConfig, EngineError, FieldConfig, Resolved, Resolver,
-    ResolverError,
-};
+pub use engine::{ConnectionHandle, Engine, EngineConfig, EngineError, FieldConfig};
 pub use event::{Audience, Event, EventData, InvalidEventData, DEFAULT_EVENT_TYPE, GAP_EVENT_TYPE};
 pub use operation::{
     operation_kind, ExecutionResult, OperationExecutor, OperationKind, OperationRequest,
 };
 pub use outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
+pub use resolver::{Resolved, Resolver, ResolverError};

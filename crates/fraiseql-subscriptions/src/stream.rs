@@ -18,11 +18,11 @@ use fraiseql_protocol::{GraphQLError, SubscriptionKey};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::ActiveSubscription;
 use crate::metrics::{DropReason, Metrics};
 use crate::outbox::{Outbound, PushOutcome};
 use crate::registry::ConnectionId;
 use crate::security::Principal;
+use crate::subscription::ActiveSubscription;
 
 /// Starts one stream per subscription of a stream field.
 pub trait StreamSource: Send + Sync + fmt::Debug {
@@ -95,25 +95,12 @@ impl StreamSink {
             self.metrics.dropped(DropReason::Filter, 1);
             return Ok(());
         }
-        let mut bytes = Vec::with_capacity(128);
-        sub.plan.write_payload(&sub.response_key, value, &mut bytes);
-        let payload: Arc<str> = Arc::from(String::from_utf8(bytes).unwrap_or_default());
-        match sub.outbox.push(Outbound::Next {
-            key: sub.key,
-            payload,
-        }) {
-            PushOutcome::Queued => {
+        match sub.queue_next(sub.payload(value), &self.metrics) {
+            PushOutcome::Queued | PushOutcome::DroppedOldest => {
                 self.metrics.events_delivered(1);
-                Ok(())
-            }
-            PushOutcome::DroppedOldest => {
-                self.metrics.events_delivered(1);
-                self.metrics.dropped(DropReason::OutboxFull, 1);
                 Ok(())
             }
             PushOutcome::Overflowed => {
-                self.metrics.outbox_overflow();
-                self.metrics.dropped(DropReason::OutboxFull, 1);
                 let _ = self.ended.send(StreamEnd::Disconnect(sub.connection));
                 Err(StreamEnded)
             }
