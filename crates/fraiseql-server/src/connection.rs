@@ -17,7 +17,7 @@ use fraiseql_subscriptions::security::{AuthError, Authenticator, Principal};
 use fraiseql_subscriptions::{ConnectionHandle, Outbound};
 
 use crate::observer::Ended;
-use crate::service::Shared;
+use crate::shared::Shared;
 use crate::transport::{Incoming, Outgoing, Transport};
 
 type AuthFuture = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send>>;

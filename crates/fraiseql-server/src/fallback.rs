@@ -16,7 +16,8 @@ use axum::routing::any;
 use axum::Router;
 use tower::{Service, ServiceExt};
 
-use crate::service::{upgrade, Shared, SubscriptionService};
+use crate::service::{upgrade, SubscriptionService};
+use crate::shared::Shared;
 
 impl SubscriptionService {
     /// The routes of [`SubscriptionService::router`], with every request they do not take

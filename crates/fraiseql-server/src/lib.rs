@@ -26,6 +26,7 @@ mod observer;
 mod publish;
 mod server;
 mod service;
+mod shared;
 mod transport;
 
 pub use auth::{unix_now, JwtAuthenticator, JwtConfigError};

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::connection;
 use crate::observer::ConnectionObserver;
 use crate::publish::{parse_publish_body, PublishError};
+use crate::shared::Shared;
 use crate::transport::Session;
 
 /// Why the service could not be built.
@@ -43,23 +44,6 @@ pub enum ServiceError {
 
 /// The WebSocket codec's read buffer per connection (it grows for larger messages).
 const READ_BUFFER_BYTES: usize = 4096;
-
-/// State shared by every route and connection.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) engine: Arc<Engine>,
-    pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) connection_config: ConnectionConfig,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) publish_token: Option<String>,
-    pub(crate) max_connections: Option<usize>,
-    pub(crate) open_connections: AtomicUsize,
-    pub(crate) write_timeout: Duration,
-    pub(crate) close_timeout: Duration,
-    pub(crate) max_batch: usize,
-    pub(crate) observer: Option<Arc<dyn ConnectionObserver>>,
-}
 
 /// Builds a [`SubscriptionService`] (or, through [`crate::ServerBuilder`], a whole server).
 #[derive(Debug)]
