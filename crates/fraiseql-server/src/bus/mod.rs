@@ -6,17 +6,11 @@ use std::sync::Arc;
 
 use fraiseql_subscriptions::{EventBus, InMemoryBus};
 
+mod options;
 mod postgres;
 mod redis;
 
-/// Options that apply to the networked buses.
-#[derive(Debug, Clone, Default)]
-pub struct BusOptions {
-    /// Redis delivery mode: `pubsub` (default) or `streams`.
-    pub mode: Option<String>,
-    /// Key / channel prefix shared by every process of one deployment.
-    pub prefix: Option<String>,
-}
+pub use options::BusOptions;
 
 /// Opens the bus `url` names.
 ///

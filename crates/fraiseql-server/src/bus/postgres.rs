@@ -5,7 +5,7 @@ use std::sync::Arc;
 use fraiseql_eventbus_postgres::{PostgresBus, PostgresBusConfig};
 use fraiseql_subscriptions::EventBus;
 
-use super::BusOptions;
+use super::options::BusOptions;
 
 /// Connects the PostgreSQL bus: the URL's server (and its `fraiseql_schema` /
 /// `fraiseql_events_table` parameters), `--bus-prefix` as the NOTIFY channel prefix; installs

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use fraiseql_eventbus_redis::{RedisBus, RedisBusConfig, RedisMode};
 use fraiseql_subscriptions::EventBus;
 
-use super::BusOptions;
+use super::options::BusOptions;
 
 /// Connects the Redis bus: the URL's server, `--bus-mode` (`pubsub`, the default, or
 /// `streams`) and `--bus-prefix` as the key prefix.
