@@ -386,7 +386,7 @@ impl Authenticator for PyAuthenticator {
         let call = Arc::clone(&self.call);
         let payload = payload.cloned();
         // The call and the reading of its result both happen in the loop's thread.
-        let verdict = crate::interpreter::run_on_loop(
+        let verdict = crate::awaitable::run_on_loop(
             &self.locals,
             move |py| {
                 let payload = match payload {

@@ -10,6 +10,7 @@
 //! the boundary (PyO3 turns one into `PanicException`, and nothing here panics by design).
 
 mod asgi;
+mod awaitable;
 mod bridge;
 mod config;
 mod convert;

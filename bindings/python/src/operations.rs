@@ -102,7 +102,7 @@ impl OperationExecutor for PyOperationExecutor {
         let kind = request.kind.as_str();
         let principal = request.principal.clone();
         // The call and the reading of its result both happen in the loop's thread.
-        let outcome = crate::interpreter::run_on_loop(
+        let outcome = crate::awaitable::run_on_loop(
             &self.locals,
             move |py| {
                 let variables = match &variables {

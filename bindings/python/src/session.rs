@@ -119,7 +119,7 @@ impl PySession {
     /// ended.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let batches = Arc::clone(&self.batches);
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let mut receiver = batches.lock().await;
             let Some(first) = receiver.recv().await else {
                 return Ok(None);
@@ -180,7 +180,7 @@ impl PyNativeServer {
     /// Awaits the server's end.
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut done = self.done.clone();
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let _ = done.wait_for(|d| *d).await;
             Ok(())
         })

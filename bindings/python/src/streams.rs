@@ -47,7 +47,7 @@ impl PyStreamSink {
     /// Resolves once the subscription has ended, however it ended.
     fn stopped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let sink = self.sink.clone();
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             sink.stopped().await;
             Ok(())
         })

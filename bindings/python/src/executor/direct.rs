@@ -154,7 +154,7 @@ impl PySubscriptionExecutor {
         subscription_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let direct = self.direct(&subscription_id)?;
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let mut batch = Vec::with_capacity(1);
             loop {
                 if direct.has_ended() {

@@ -345,7 +345,7 @@ impl PySubscriptionExecutor {
         let bus = this.bus.clone();
         let owner = slf.clone().unbind();
         let event_loop = crate::event_loop::running_loop(py)?.unbind();
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let service = match build_service(bus, builder).await {
                 Ok(service) => service,
                 Err(err) => {
@@ -418,7 +418,7 @@ impl PySubscriptionExecutor {
     /// Whether the bus is reachable (awaitable; raises `EventBusError` when it is not).
     fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let started = self.started()?;
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             started
                 .service
                 .engine()
@@ -440,7 +440,7 @@ impl PySubscriptionExecutor {
         self.stopped
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let grace = Duration::try_from_secs_f64(grace).unwrap_or(Duration::from_secs(5));
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let Some(started) = taken else {
                 return Ok(true);
             };

@@ -162,7 +162,7 @@ impl PySubscriptionExecutor {
             global: global_,
         }
         .into_event()?;
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             started
                 .service
                 .engine()
@@ -219,7 +219,7 @@ impl PySubscriptionExecutor {
         let started = self.started()?;
         let events =
             fraiseql_server::parse_publish_body(body).map_err(|e| config(e.to_string()))?;
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let count = events.len();
             for event in events {
                 started

@@ -99,7 +99,7 @@ impl PySubscriptionExecutor {
                     .router_with_fallback(app.service(py, locals))
             }
         };
-        crate::interpreter::future_into_py(py, async move {
+        crate::awaitable::future_into_py(py, async move {
             let listener = tokio::net::TcpListener::bind((host.as_str(), port))
                 .await
                 .map_err(|e| config(format!("cannot listen on {host}:{port}: {e}")))?;
