@@ -1,15 +1,17 @@
 //! The response body hyper writes: one chunk (the usual response), or the chunks the app
 //! sends as it goes (`more_body`), with back-pressure: the app's `send` waits while more
 //! than [`RESPONSE_HIGH_WATER`] bytes are queued, until the client has taken them.
+//! [`Exchange::begin`] hands hyper the response with such a body.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
-use super::exchange::{Exchange, Wakes, RESPONSE_HIGH_WATER};
+use super::exchange::{Exchange, Head, State, Wakes, RESPONSE_HIGH_WATER};
 
 /// The app failed mid-response: hyper aborts the connection.
 #[derive(Debug, thiserror::Error)]
@@ -111,5 +113,31 @@ impl Drop for ResponseBody {
                 exchange.client_gone();
             }
         }
+    }
+}
+
+/// Starting the response lives beside the body it builds, so that the exchange does not
+/// import this module back.
+impl Exchange {
+    /// Hands hyper the response: `head`, then `first` and (when `more`) what follows.
+    pub(crate) fn begin(self: &Arc<Self>, state: &mut State, head: Head, first: Bytes, more: bool) {
+        state.started = true;
+        let Some(responder) = state.responder.take() else {
+            return; // abandoned (timed out): nobody listens
+        };
+        let body = if more {
+            state.out_bytes += first.len();
+            if !first.is_empty() {
+                state.out.push_back(first);
+            }
+            ResponseBody::streamed(Arc::clone(self))
+        } else {
+            state.out_ended = true;
+            ResponseBody::once(first)
+        };
+        let mut response = Response::new(axum::body::Body::new(body));
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        let _ = responder.send(response);
     }
 }

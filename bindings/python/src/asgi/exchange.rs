@@ -1,6 +1,7 @@
 //! One HTTP request served by the hosted app: the state shared by hyper's side (the
 //! request body read in, the response body written out) and the app's `receive` / `send`
-//! ([`super::http::HttpExchange`]).
+//! ([`super::http::HttpExchange`]), and the `http.request` / `http.disconnect` messages
+//! `receive` hands the app from that state.
 //!
 //! Every wake-up of a Python awaitable is taken out under the lock and scheduled after it is
 //! released ([`LoopLocals::call_soon`] takes no GIL, but a loop without a wake-up line
@@ -14,13 +15,13 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::event_loop::LoopLocals;
-
-use super::body::ResponseBody;
 
 /// Request body the server reads ahead of the app before it waits for the app to take it.
 pub(crate) const REQUEST_READ_AHEAD: usize = 64 * 1024;
@@ -137,7 +138,7 @@ impl Exchange {
         if let Some(receiver) = wakes.receiver {
             let exchange = Arc::clone(self);
             self.locals.call_soon(Box::new(move |py| {
-                super::http::resolve_receiver(py, &exchange, receiver.bind(py))
+                resolve_receiver(py, &exchange, receiver.bind(py))
             }));
         }
         if let Some(sender) = wakes.sender {
@@ -241,28 +242,67 @@ impl Exchange {
         }
         false
     }
+}
 
-    /// Hands hyper the response: `head`, then `first` and (when `more`) what follows.
-    pub(crate) fn begin(self: &Arc<Self>, state: &mut State, head: Head, first: Bytes, more: bool) {
-        state.started = true;
-        let Some(responder) = state.responder.take() else {
-            return; // abandoned (timed out): nobody listens
-        };
-        let body = if more {
-            state.out_bytes += first.len();
-            if !first.is_empty() {
-                state.out.push_back(first);
-            }
-            ResponseBody::streamed(Arc::clone(self))
+/// The next message for `receive()`, if one is ready.
+pub(crate) fn next_message<'py>(
+    py: Python<'py>,
+    state: &mut State,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    if !state.request_complete && !state.client_gone {
+        if state.chunks.is_empty() && !state.body_ended {
+            return Ok(None);
+        }
+        let body = if state.chunks.len() == 1 {
+            let chunk = state.chunks.pop_front().unwrap_or_default();
+            PyBytes::new(py, &chunk)
         } else {
-            state.out_ended = true;
-            ResponseBody::once(first)
+            let mut joined = Vec::with_capacity(state.buffered);
+            for chunk in state.chunks.drain(..) {
+                joined.extend_from_slice(&chunk);
+            }
+            PyBytes::new(py, &joined)
         };
-        let mut response = Response::new(Body::new(body));
-        *response.status_mut() = head.status;
-        *response.headers_mut() = head.headers;
-        let _ = responder.send(response);
+        state.buffered = 0;
+        let more = !state.body_ended;
+        state.request_complete = !more;
+        let message = PyDict::new(py);
+        message.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+        message.set_item(intern!(py, "body"), body)?;
+        message.set_item(intern!(py, "more_body"), more)?;
+        return Ok(Some(message));
     }
+    if state.client_gone || (state.started && state.out_ended) {
+        let message = PyDict::new(py);
+        message.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+        return Ok(Some(message));
+    }
+    Ok(None)
+}
+
+/// Hands a waiting `receive()` future what arrived (on the loop's thread), or parks it again
+/// when nothing is ready after all.
+fn resolve_receiver(
+    py: Python<'_>,
+    exchange: &Arc<Exchange>,
+    future: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
+        return Ok(()); // cancelled meanwhile: what arrived stays for the next receive()
+    }
+    let message = {
+        let mut state = exchange.lock();
+        match next_message(py, &mut state)? {
+            Some(message) => message,
+            None => {
+                state.receiver = Some(future.clone().unbind());
+                return Ok(());
+            }
+        }
+    };
+    exchange.room.notify_one();
+    future.call_method1(intern!(py, "set_result"), (message,))?;
+    Ok(())
 }
 
 /// A plain-text response (the server's own refusals).

@@ -18,10 +18,10 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::exchange::{plain, Exchange, Head, State, RESPONSE_HIGH_WATER};
+use super::app::AsgiApp;
+use super::exchange::{next_message, plain, Exchange, Head, RESPONSE_HIGH_WATER};
 use super::ready::Ready;
 use super::scope::{scope, ScopeKind};
-use super::AsgiApp;
 
 /// The app's side of one request: `receive` and `send` (the runner passes these bound
 /// methods to the app), and how the runner reports the app's end.
@@ -33,64 +33,6 @@ use super::AsgiApp;
 #[derive(Debug)]
 pub(crate) struct HttpExchange {
     exchange: Arc<Exchange>,
-}
-
-/// The next message for `receive()`, if one is ready.
-fn next_message<'py>(py: Python<'py>, state: &mut State) -> PyResult<Option<Bound<'py, PyDict>>> {
-    if !state.request_complete && !state.client_gone {
-        if state.chunks.is_empty() && !state.body_ended {
-            return Ok(None);
-        }
-        let body = if state.chunks.len() == 1 {
-            let chunk = state.chunks.pop_front().unwrap_or_default();
-            PyBytes::new(py, &chunk)
-        } else {
-            let mut joined = Vec::with_capacity(state.buffered);
-            for chunk in state.chunks.drain(..) {
-                joined.extend_from_slice(&chunk);
-            }
-            PyBytes::new(py, &joined)
-        };
-        state.buffered = 0;
-        let more = !state.body_ended;
-        state.request_complete = !more;
-        let message = PyDict::new(py);
-        message.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
-        message.set_item(intern!(py, "body"), body)?;
-        message.set_item(intern!(py, "more_body"), more)?;
-        return Ok(Some(message));
-    }
-    if state.client_gone || (state.started && state.out_ended) {
-        let message = PyDict::new(py);
-        message.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
-        return Ok(Some(message));
-    }
-    Ok(None)
-}
-
-/// Hands a waiting `receive()` future what arrived (on the loop's thread), or parks it again
-/// when nothing is ready after all.
-pub(crate) fn resolve_receiver(
-    py: Python<'_>,
-    exchange: &Arc<Exchange>,
-    future: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
-        return Ok(()); // cancelled meanwhile: what arrived stays for the next receive()
-    }
-    let message = {
-        let mut state = exchange.lock();
-        match next_message(py, &mut state)? {
-            Some(message) => message,
-            None => {
-                state.receiver = Some(future.clone().unbind());
-                return Ok(());
-            }
-        }
-    };
-    exchange.room.notify_one();
-    future.call_method1(intern!(py, "set_result"), (message,))?;
-    Ok(())
 }
 
 fn item<'py>(

@@ -14,7 +14,10 @@
 //!   raises).
 //! - [`websocket`]: the `websocket` scope for every WebSocket path but the GraphQL one.
 //! - [`scope`]: the scope dictionaries.
+//! - [`app`]: the hosted app as the server holds it, with its bounds; [`exchange`] and
+//!   [`body`]: one HTTP request's shared state and its streamed response body.
 
+mod app;
 mod body;
 mod exchange;
 pub(crate) mod http;
@@ -37,45 +40,8 @@ use pyo3::types::PyDict;
 
 use crate::event_loop::LoopLocals;
 
+use app::{AsgiApp, AsgiOptions};
 pub(crate) use scope::ScopeBase;
-
-/// The bounds the server keeps around the app.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AsgiOptions {
-    /// Request bodies larger than this are refused with 413 (declared by `Content-Length`:
-    /// before the app is called; streamed: as soon as they pass it). `None`: no limit.
-    pub(crate) max_body_bytes: Option<u64>,
-    /// How long the app has to start its response (`http.response.start` and a first body
-    /// message) before the client gets 504 and the app's task is cancelled. `None`: no
-    /// limit. Streaming after that is not bounded (server-sent events may last).
-    pub(crate) response_timeout: Option<Duration>,
-}
-
-/// A hosted app: the runners the package gives, the loop they run on, its settings.
-#[derive(Debug)]
-pub(crate) struct AsgiApp {
-    /// `runner(scope, exchange) -> task`: starts the app on an `http` scope.
-    pub(crate) http_runner: Py<PyAny>,
-    /// `runner(scope, connection) -> task`: starts the app on a `websocket` scope.
-    pub(crate) websocket_runner: Py<PyAny>,
-    pub(crate) locals: Arc<LoopLocals>,
-    pub(crate) base: ScopeBase,
-    pub(crate) options: AsgiOptions,
-}
-
-impl AsgiApp {
-    /// The app did not answer in time: its task is cancelled.
-    pub(crate) fn timed_out(&self, exchange: &Arc<exchange::Exchange>) {
-        exchange.client_gone();
-        let task = exchange.lock().task.take();
-        if let Some(task) = task {
-            self.locals.call_soon(Box::new(move |py| {
-                task.bind(py).call_method0("cancel")?;
-                Ok(())
-            }));
-        }
-    }
-}
 
 /// An ASGI app to host, as the package's runner prepared it (`serve(..., app=...)` of the
 /// executor); the loop is the one `serve` is awaited on.

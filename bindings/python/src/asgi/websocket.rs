@@ -22,10 +22,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::event_loop::LoopLocals;
 
+use super::app::AsgiApp;
 use super::exchange::plain;
 use super::ready::Ready;
 use super::scope::{scope, ScopeKind};
-use super::AsgiApp;
 
 /// Client messages read ahead of the app before the reader waits for it.
 const READ_AHEAD_MESSAGES: usize = 16;
