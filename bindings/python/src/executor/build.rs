@@ -1,11 +1,11 @@
-//! The fields and auth as Python registered them, and the service they become at
-//! `start()`.
+//! The service an executor's registrations become at `start()`: the builder with its
+//! fields, resolvers, streams, auth and hooks bound to the event loop, and the bus it
+//! runs on.
 
 use std::sync::Arc;
 
 use fraiseql_server::{ServiceBuilder, SubscriptionService};
-use fraiseql_subscriptions::filter::FilterSpec;
-use fraiseql_subscriptions::security::{AllowAnonymous, Authenticator, Requirement};
+use fraiseql_subscriptions::security::{AllowAnonymous, Authenticator};
 use fraiseql_subscriptions::FieldConfig;
 use pyo3::prelude::*;
 
@@ -16,39 +16,8 @@ use crate::hooks::PyObserver;
 use crate::operations::PyOperationExecutor;
 use crate::streams::PyStreamSource;
 
-use super::{lock, PyJwtAuth, PySubscriptionExecutor};
-
-/// A root field as registered, built into a [`FieldConfig`] when the executor starts.
-#[derive(Debug)]
-pub(super) struct FieldSpec {
-    pub(super) channel: String,
-    pub(super) filter: Option<FilterSpec>,
-    pub(super) requirement: Option<Requirement>,
-    pub(super) resolver: Option<Py<PyAny>>,
-    pub(super) stream: Option<Py<PyAny>>,
-}
-
-/// Who may connect.
-#[derive(Debug)]
-pub(super) enum AuthSpec {
-    Anonymous,
-    Python(Py<PyAny>),
-    Rust(Arc<dyn Authenticator>),
-}
-
-pub(super) fn strings_requirement(
-    roles: Option<Vec<String>>,
-    scopes: Option<Vec<String>>,
-) -> Option<Requirement> {
-    let roles = roles.unwrap_or_default();
-    let scopes = scopes.unwrap_or_default();
-    if roles.is_empty() && scopes.is_empty() {
-        return None;
-    }
-    let mut requirement = Requirement::any_role(roles);
-    requirement.all_scopes = scopes.into_iter().collect();
-    Some(requirement)
-}
+use super::registration::AuthSpec;
+use super::{lock, PySubscriptionExecutor};
 
 impl PySubscriptionExecutor {
     /// The service builder: settings, fields (with their Python resolvers and streams),
@@ -133,34 +102,17 @@ impl PySubscriptionExecutor {
         }
         Ok(builder)
     }
-}
 
-/// Reads an `auth` argument: `None`, a `JwtAuth` or a callable.
-pub(super) fn auth_spec(auth: Option<&Bound<'_, PyAny>>) -> PyResult<AuthSpec> {
-    Ok(match auth {
-        None => AuthSpec::Anonymous,
-        Some(a) if a.is_none() => AuthSpec::Anonymous,
-        Some(a) => {
-            if let Ok(jwt) = a.cast::<PyJwtAuth>() {
-                AuthSpec::Rust(Arc::new(jwt.get().inner.clone()))
-            } else if a.is_callable() {
-                AuthSpec::Python(a.clone().unbind())
-            } else {
-                return Err(config("auth must be None, a JwtAuth or a callable"));
-            }
-        }
-    })
-}
-
-/// Connects the bus and builds the service on it.
-pub(super) async fn build_service(
-    bus: PyEventBusConfig,
-    builder: ServiceBuilder,
-) -> PyResult<SubscriptionService> {
-    let bus = bus.connect().await?;
-    builder
-        .bus(bus)
-        .build()
-        .await
-        .map_err(|e| config(e.to_string()))
+    /// Connects the bus and builds the service on it.
+    pub(super) async fn build_service(
+        bus: PyEventBusConfig,
+        builder: ServiceBuilder,
+    ) -> PyResult<SubscriptionService> {
+        let bus = bus.connect().await?;
+        builder
+            .bus(bus)
+            .build()
+            .await
+            .map_err(|e| config(e.to_string()))
+    }
 }

@@ -3,11 +3,8 @@
 
 use std::sync::Arc;
 
-use fraiseql_protocol::{
-    encode_complete, encode_error, encode_next, Protocol, SubscribePayload, SubscriptionKey,
-};
+use fraiseql_protocol::{SubscribePayload, SubscriptionKey};
 use fraiseql_subscriptions::security::Principal;
-use fraiseql_subscriptions::{ConnectionHandle, Outbound};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -16,32 +13,8 @@ use crate::errors::{self, Kind};
 
 use crate::interpreter::runtime;
 
+use super::direct_subscription::Direct;
 use super::{lock, PySubscriptionExecutor};
-
-/// A subscription of the direct API: its own engine connection, so its outbox holds only
-/// its frames.
-#[derive(Debug)]
-pub(super) struct Direct {
-    pub(super) connection_id: String,
-    pub(super) handle: ConnectionHandle,
-    /// Its last frame (`complete` or `error`) was read: reads return `None` from now on.
-    pub(super) ended: std::sync::atomic::AtomicBool,
-}
-
-impl Direct {
-    /// The next frame waiting, if any; notes the end when it is `complete` or `error`.
-    pub(super) fn take_frame(&self, id: &str, batch: &mut Vec<Outbound>) -> Option<String> {
-        let message = batch.pop()?;
-        if matches!(message, Outbound::Complete { .. } | Outbound::Error { .. }) {
-            self.ended.store(true, std::sync::atomic::Ordering::Release);
-        }
-        encode_direct(id, message)
-    }
-
-    pub(super) fn has_ended(&self) -> bool {
-        self.ended.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
 
 impl PySubscriptionExecutor {
     pub(super) fn direct(&self, subscription_id: &str) -> PyResult<Arc<Direct>> {
@@ -195,16 +168,5 @@ impl PySubscriptionExecutor {
             self.complete_subscription(py, &id)?;
         }
         Ok(())
-    }
-}
-
-/// A direct subscription's outbound message as a graphql-transport-ws frame.
-pub(super) fn encode_direct(id: &str, message: Outbound) -> Option<String> {
-    let protocol = Protocol::GraphqlTransportWs;
-    match message {
-        Outbound::Next { payload, .. } => Some(encode_next(protocol, id, &payload)),
-        Outbound::Error { errors, .. } => Some(encode_error(protocol, id, &errors)),
-        Outbound::Complete { .. } => Some(encode_complete(protocol, id)),
-        Outbound::Close { .. } => None,
     }
 }

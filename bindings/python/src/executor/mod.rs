@@ -2,20 +2,24 @@
 //! does with it. This module holds the executor's state and lifecycle (register, start,
 //! metrics, shutdown); the rest is one concept per file:
 //!
-//! - [`build`]: the fields and auth as registered, turned into the service at `start()`.
+//! - [`registration`]: the fields and auth as registered; [`build`]: the service they
+//!   become at `start()`.
 //! - [`publish`]: publishing from Python (`publish`, `publish_sync`, `publish_json`,
 //!   `publish_event`).
 //! - [`serving`]: connections for the ASGI adapters ([`crate::session::PySession`]) and the
 //!   native server ([`crate::session::PyNativeServer`]).
-//! - [`direct`]: the original plan's direct subscription API.
+//! - [`direct`]: the original plan's direct subscription API, over
+//!   [`direct_subscription`] (one such subscription and its frames).
 //! - [`jwt`]: `JwtAuth`, JWT verification in Rust.
 //!
 //! Every call that can wait releases the GIL or is awaitable.
 
 mod build;
 mod direct;
+mod direct_subscription;
 mod jwt;
 mod publish;
+mod registration;
 mod serving;
 
 use std::collections::HashMap;
@@ -36,9 +40,9 @@ use crate::errors::{self, config, Kind};
 
 use crate::interpreter::runtime;
 
-use build::{auth_spec, build_service, strings_requirement, AuthSpec, FieldSpec};
-use direct::Direct;
+use direct_subscription::Direct;
 pub(crate) use jwt::PyJwtAuth;
+use registration::{auth_spec, strings_requirement, AuthSpec, FieldSpec};
 
 #[derive(Debug)]
 struct Started {
@@ -162,7 +166,7 @@ impl PySubscriptionExecutor {
             .and_then(|builder| {
                 let bus = self.bus.clone();
                 let runtime = runtime()?;
-                py.detach(|| runtime.block_on(build_service(bus, builder)))
+                py.detach(|| runtime.block_on(Self::build_service(bus, builder)))
             });
         match built {
             Ok(service) => {
@@ -346,7 +350,7 @@ impl PySubscriptionExecutor {
         let owner = slf.clone().unbind();
         let event_loop = crate::event_loop::running_loop(py)?.unbind();
         crate::awaitable::future_into_py(py, async move {
-            let service = match build_service(bus, builder).await {
+            let service = match Self::build_service(bus, builder).await {
                 Ok(service) => service,
                 Err(err) => {
                     // Nothing started: a later start() may try again (the bus may be back).

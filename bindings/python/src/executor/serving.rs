@@ -14,7 +14,7 @@ use crate::session::PySession;
 
 use crate::interpreter::runtime;
 
-use super::build::{auth_spec, AuthSpec};
+use super::registration::{auth_spec, AuthSpec};
 use super::{lock, PySubscriptionExecutor};
 
 #[pymethods]
