@@ -44,3 +44,8 @@ pub use tokio_postgres;
 pub use schema::{
     install, install_sql, migrate, notify_channel, quote_ident, MAX_NOTIFY_CHANNEL_BYTES,
 };
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

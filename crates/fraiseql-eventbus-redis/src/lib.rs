@@ -39,3 +39,8 @@ mod streams;
 pub use bus::RedisBus;
 pub use config::{RedisBusConfig, RedisMode, DEFAULT_PREFIX};
 pub use error::RedisBusError;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

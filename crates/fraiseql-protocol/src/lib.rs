@@ -61,3 +61,8 @@ pub use message::{
 pub use negotiate::{
     negotiate_subprotocol, negotiate_subprotocol_header, Protocol, SubprotocolNotAcceptable,
 };
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

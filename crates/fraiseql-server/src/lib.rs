@@ -41,3 +41,8 @@ pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
 pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};
 pub use service::{ServiceBuilder, ServiceError, SessionRefused, SubscriptionService};
 pub use transport::{FeedError, Incoming, Outgoing, Session, SessionInput, SESSION_INBOX};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

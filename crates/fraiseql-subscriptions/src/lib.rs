@@ -39,3 +39,8 @@ pub use operation::{
 };
 pub use outbox::{Outbound, Outbox, OverflowPolicy, PushOutcome};
 pub use resolver::{Resolved, Resolver, ResolverError};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
