@@ -40,11 +40,13 @@ type Senders = Arc<[(StreamId, mpsc::Sender<Arc<Event>>)]>;
 ///   reconnects with backoff, LISTENs again, then reads the rows of its channels it has not
 ///   seen (by sequence) before resuming live notifications: nothing lost, nothing twice, in
 ///   order. If rows it needed were pruned meanwhile, each affected channel gets an
-///   [`Event::gap`] (subscribers there receive `EVENTS_LOST`).
+///   [`Event::gap`] (subscribers there receive `EVENTS_LOST`), then the rows still held.
 /// - Each process prunes the table by age and count every `prune_interval`.
 ///
 /// Delivery per stream is in commit order; events from SQL (`fraiseql_publish`, table
-/// triggers) arrive the same way as events from Rust.
+/// triggers) arrive the same way as events from Rust. The guarantees are the `EventBus`
+/// contract's (see [`EventBus`]), checked by the conformance suite in
+/// `tests/bus_conformance.rs`.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -207,12 +209,15 @@ impl PostgresBus {
     ) -> Result<(), BusError> {
         let mut fresh_notify = Vec::new();
         let mut fresh_channels = Vec::new();
+        // Every channel this call added the stream to, to undo them if it fails.
+        let mut added = Vec::new();
         for channel in channels {
             if let Some(entry) = registry.channels.get_mut(channel) {
                 if !entry.senders.iter().any(|(id, _)| *id == stream) {
                     let mut next = entry.senders.to_vec();
                     next.push((stream, sender.clone()));
                     entry.senders = next.into();
+                    added.push(channel.clone());
                 }
                 continue;
             }
@@ -231,31 +236,16 @@ impl PostgresBus {
                 },
             );
             fresh_channels.push(channel.clone());
+            added.push(channel.clone());
         }
         self.shared
             .active_channels
             .store(registry.channels.len(), Ordering::Relaxed);
-        let Some(client) = registry.client.clone() else {
-            // Listening is down: the reconnect LISTENs every registered channel.
-            return Ok(());
-        };
         if fresh_channels.is_empty() {
             return Ok(());
         }
-        let listen: String = fresh_notify
-            .iter()
-            .map(|name| format!("LISTEN {};", quote_ident(name)))
-            .collect();
-        let result = async {
-            if !listen.is_empty() {
-                client.batch_execute(&listen).await?;
-            }
-            client.query_one(&self.shared.sql.position, &[]).await
-        }
-        .await;
-        match result {
-            Ok(row) => {
-                let max_seq: i64 = row.try_get(0).unwrap_or(0);
+        match self.listen_from(registry, &fresh_notify).await {
+            Ok(max_seq) => {
                 for channel in &fresh_channels {
                     if let Some(entry) = registry.channels.get_mut(channel) {
                         entry.since = Some(max_seq);
@@ -263,10 +253,57 @@ impl PostgresBus {
                 }
                 Ok(())
             }
-            // The connection is going away: the listener reconnects and LISTENs everything.
-            Err(_) if client.is_closed() => Ok(()),
-            Err(err) => Err(self.query_error("LISTEN", &err)),
+            Err(err) => {
+                self.shared
+                    .remove_channels(registry, stream, Some(&added))
+                    .await;
+                Err(err)
+            }
         }
+    }
+
+    /// LISTENs to `fresh_notify` and returns the highest sequence committed now: where the
+    /// new channels start (the EventBus contract, rule 2: everything accepted after the
+    /// subscription returns is delivered, nothing before is replayed).
+    ///
+    /// While the listening connection is down the reconnect LISTENs every registered channel
+    /// and catches up from their start, so the start is then read on the publishing
+    /// connection; if that fails too the backend is unreachable and subscribing fails.
+    /// (Fixed bug, found by the conformance suite: the start used to be left unset and then
+    /// taken when the listener reconnected, so events accepted between the subscription
+    /// returning and the reconnect were never delivered.)
+    async fn listen_from(
+        &self,
+        registry: &Registry,
+        fresh_notify: &[String],
+    ) -> Result<i64, BusError> {
+        if let Some(client) = registry.client.clone() {
+            let listen: String = fresh_notify
+                .iter()
+                .map(|name| format!("LISTEN {};", quote_ident(name)))
+                .collect();
+            let result = async {
+                if !listen.is_empty() {
+                    client.batch_execute(&listen).await?;
+                }
+                client.query_one(&self.shared.sql.position, &[]).await
+            }
+            .await;
+            match result {
+                Ok(row) => return Ok(row.try_get(0).unwrap_or(0)),
+                // The connection is going away: the listener reconnects and LISTENs
+                // everything; the start is read below.
+                Err(_) if client.is_closed() => {}
+                Err(err) => return Err(self.query_error("LISTEN", &err)),
+            }
+        }
+        let publisher = self.shared.publisher().await?;
+        let row = publisher
+            .client
+            .query_one(&self.shared.sql.position, &[])
+            .await
+            .map_err(|err| self.query_error("reading the events table's position", &err))?;
+        Ok(row.try_get(0).unwrap_or(0))
     }
 
     fn query_error(&self, action: &'static str, err: &tokio_postgres::Error) -> BusError {
@@ -496,7 +533,11 @@ async fn listen_loop(
                 () = shared.shutdown.cancelled() => return,
                 message = messages.recv() => match message {
                     Some(ConnMessage::Notification { channel, payload }) => {
-                        notification(&shared, &client, &mut tracker, &channel, &payload).await;
+                        if let Err(reason) =
+                            notification(&shared, &client, &mut tracker, &channel, &payload).await
+                        {
+                            break reason;
+                        }
                     }
                     Some(ConnMessage::Closed(reason)) => break reason,
                     None => break "connection task ended".to_owned(),
@@ -573,7 +614,8 @@ async fn resume(
     let mut afters = Vec::new();
     for (channel, entry) in &mut registry.channels {
         let Some(since) = entry.since else {
-            // Subscribed while disconnected: it starts now.
+            // Not started yet (`add_channels` sets the start under the registry lock, so
+            // this is not expected): it starts now.
             entry.since = Some(max_seq);
             continue;
         };
@@ -589,7 +631,13 @@ async fn resume(
                     ),
                 )),
             ));
-            entry.since = Some(max_seq);
+            // The notice stands for the pruned rows only: what the table still holds follows
+            // it (the EventBus contract, rule 11). (Fixed bug, found by the conformance
+            // suite: the channel used to restart at the current position, so the rows that
+            // survived the pruning, and events published while the node reconnected, were
+            // lost without a notice of their own.)
+            names.push(channel.clone());
+            afters.push(pruned_through);
             continue;
         }
         names.push(channel.clone());
@@ -620,13 +668,15 @@ async fn resume(
 }
 
 /// One notification: `seq event-json`, or `seq` alone for an event read from the table.
+/// An error means the connection must be dropped and the events caught up from the table
+/// (reading a large event failed).
 async fn notification(
     shared: &Shared,
     client: &Client,
     tracker: &mut Tracker,
     notify_channel: &str,
     payload: &str,
-) {
+) -> Result<(), String> {
     let (seq_text, wire) = match payload.split_once(' ') {
         Some((seq, wire)) => (seq, Some(wire)),
         None => (payload, None),
@@ -636,10 +686,10 @@ async fn notification(
             notify_channel,
             "PostgreSQL bus: ignoring a foreign notification"
         );
-        return;
+        return Ok(());
     };
     if !tracker.first_time(seq) {
-        return;
+        return Ok(());
     }
     let event = match wire {
         Some(wire) => Event::from_wire_json(wire.as_bytes()),
@@ -648,7 +698,7 @@ async fn notification(
                 Ok(wire) => Event::from_wire_json(wire.as_bytes()),
                 Err(err) => {
                     tracing::warn!(seq, error = %describe(&err), "PostgreSQL bus: unreadable event row");
-                    return;
+                    return Ok(());
                 }
             },
             Ok(None) => {
@@ -667,13 +717,18 @@ async fn notification(
                         format!("event {seq} on {channel:?} was pruned before it could be read");
                     shared.route(Arc::new(Event::gap(channel, message))).await;
                 }
-                return;
+                return Ok(());
             }
             Err(err) => {
-                // The connection is failing; the catch-up after reconnecting reads it.
+                // The connection is failing. The catch-up after reconnecting reads this event
+                // and every later one, in order: the notifications still queued behind it
+                // must not be delivered first. (Fixed bug, found by the conformance suite:
+                // they were, so a large event came after the small ones published after it.)
                 tracker.seen.remove(&seq);
-                tracing::warn!(seq, error = %describe(&err), "PostgreSQL bus: reading a large event failed");
-                return;
+                return Err(format!(
+                    "reading large event {seq} failed: {}",
+                    describe(&err)
+                ));
             }
         },
     };
@@ -683,6 +738,7 @@ async fn notification(
             tracing::warn!(seq, error = %err, "PostgreSQL bus: unreadable event");
         }
     }
+    Ok(())
 }
 
 async fn prune_loop(shared: Arc<Shared>) {
@@ -742,8 +798,13 @@ impl EventBus for PostgresBus {
         let (sender, receiver) = mpsc::channel(self.shared.config.stream_capacity);
         let mut registry = self.shared.registry.lock().await;
         registry.streams.insert(id, sender.clone());
-        self.add_channels(&mut registry, id, &sender, channels)
-            .await?;
+        if let Err(err) = self
+            .add_channels(&mut registry, id, &sender, channels)
+            .await
+        {
+            registry.streams.remove(&id);
+            return Err(err);
+        }
         Ok(EventStream::new(id, receiver))
     }
 
@@ -769,7 +830,9 @@ impl EventBus for PostgresBus {
     async fn unsubscribe(&self, stream: StreamId, channels: &[String]) -> Result<(), BusError> {
         let mut registry = self.shared.registry.lock().await;
         if !registry.streams.contains_key(&stream) {
-            return Err(BusError::UnknownStream(stream));
+            // Idempotent (the EventBus contract, rule 6): an unknown or forgotten stream
+            // holds no channel.
+            return Ok(());
         }
         self.shared
             .remove_channels(&mut registry, stream, Some(channels))

@@ -173,18 +173,19 @@ impl Shared {
         Ok(())
     }
 
-    /// Returns once Redis has applied the SUBSCRIBEs sent on the listening connection.
+    /// Returns once Redis has applied the SUBSCRIBEs (or UNSUBSCRIBEs) sent on the listening
+    /// connection.
     ///
     /// Redis answers SUBSCRIBE out of band, so the client resolves it once it is written,
     /// not when Redis has taken it; a PUBLISH sent afterwards on another connection (this
     /// node's command connection, or another node's) can reach Redis first and be missed. A
-    /// PING on the same connection is answered in order, after the SUBSCRIBEs before it.
+    /// PING on the same connection is answered in order, after the commands before it.
     async fn confirm_listening(&self) -> Result<(), BusError> {
         self.listener
             .ping::<fred::types::Value>(None)
             .await
             .map(drop)
-            .map_err(|e| command_error(&self.config.host, "PING after SUBSCRIBE", &e))
+            .map_err(|e| command_error(&self.config.host, "PING after (UN)SUBSCRIBE", &e))
     }
 
     /// Removes `channels` (or every channel, and the stream itself, when `None`) from
@@ -196,7 +197,9 @@ impl Shared {
             let names: Vec<String> = match channels {
                 Some(channels) => {
                     if !local.streams.contains_key(&stream) {
-                        return Err(BusError::UnknownStream(stream));
+                        // Idempotent (the EventBus contract, rule 6): an unknown or
+                        // forgotten stream holds no channel.
+                        return Ok(());
                     }
                     channels.to_vec()
                 }
@@ -229,6 +232,11 @@ impl Shared {
                 .unsubscribe(keys)
                 .await
                 .map_err(|e| command_error(&self.config.host, "UNSUBSCRIBE", &e))?;
+            // As for SUBSCRIBE: return only once Redis has applied it, so an event published
+            // after `unsubscribe` returned can never reach this node, and so never reaches a
+            // stream that subscribes to the channel again meanwhile (the EventBus contract,
+            // rule 6).
+            self.confirm_listening().await?;
         }
         Ok(())
     }
