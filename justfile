@@ -90,9 +90,42 @@ bench *args:
 bench-layer layer:
     cargo bench -p fraiseql-benches --bench {{layer}}
 
+# It starts from the checked-in seeds (fuzz/seeds/<target>) and grows the git-ignored
+# fuzz/corpus/<target>; a crash lands in fuzz/artifacts/<target>/.
+# More libFuzzer flags go last, e.g. `just fuzz document 600 -len_control=0`.
 # Fuzz one target for a bounded time (needs nightly and `cargo install cargo-fuzz`).
-fuzz target="protocol" seconds="60":
-    cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}}
+fuzz target="protocol" seconds="60" *flags:
+    mkdir -p fuzz/corpus/{{target}}
+    cargo +nightly fuzz run {{target}} fuzz/corpus/{{target}} $(ls -d fuzz/seeds/{{target}} 2>/dev/null) -- -max_total_time={{seconds}} -timeout=30 {{flags}}
+
+# Every target of `cargo fuzz list`, one after another, as `just fuzz` runs one; logs in
+# fuzz/logs/. The run of docs/benchmarks.md is `nice -n 19 just fuzz-all 600`.
+# Fuzz every target for `seconds` each: prints executions, exec/s, corpus; fails on a crash.
+fuzz-all seconds="600":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo +nightly fuzz build
+    mkdir -p fuzz/logs
+    failed=()
+    for target in $(cargo +nightly fuzz list); do
+        mkdir -p "fuzz/corpus/$target"
+        seeds=()
+        if [ -d "fuzz/seeds/$target" ]; then seeds=("fuzz/seeds/$target"); fi
+        log="fuzz/logs/$target.log"
+        echo "fuzzing $target for {{seconds}} s (log: $log)"
+        status=ok
+        cargo +nightly fuzz run "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \
+            -max_total_time={{seconds}} -timeout=30 -print_final_stats=1 > "$log" 2>&1 \
+            || { status=CRASHED; failed+=("$target"); }
+        execs=$(grep -oP 'stat::number_of_executed_units:\s*\K[0-9]+' "$log" || echo '?')
+        rate=$(grep -oP 'stat::average_exec_per_sec:\s*\K[0-9]+' "$log" || echo '?')
+        corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
+        printf '%-14s %-8s %12s executions %8s exec/s %7s corpus files\n' \
+            "$target" "$status" "$execs" "$rate" "$corpus"
+        grep -E '^#[0-9]+\s+DONE' "$log" | tail -n 1 || true
+        grep -E 'panicked at|ERROR: libFuzzer|Test unit written to' "$log" || true
+    done
+    if [ ${#failed[@]} -gt 0 ]; then echo "crashed: ${failed[*]}"; exit 1; fi
 
 # API docs for the workspace.
 doc:
