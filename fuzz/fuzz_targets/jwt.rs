@@ -57,7 +57,7 @@ fn authenticators() -> &'static [JwtAuthenticator; 2] {
 }
 
 /// The refusal of a token whose `kid` names no key of the set.
-const UNKNOWN_KID: &str = "Invalid token: its key id (kid) names no key";
+const UNKNOWN_KID: &str = "Forbidden: the token's key id (kid) names no key";
 
 /// `JwtAuthenticator::authenticate` never awaits anything: one poll finishes it.
 fn run_now<F: Future>(future: F) -> F::Output {

@@ -225,7 +225,7 @@ impl JwtAuthenticator {
                 };
                 let Some((_, key, algorithm)) = found else {
                     return Err(AuthError::new(
-                        "Invalid token: its key id (kid) names no key of this server's key set",
+                        "Forbidden: the token's key id (kid) names no key of this server's key set",
                     ));
                 };
                 let mut validation = self.validation.clone();
