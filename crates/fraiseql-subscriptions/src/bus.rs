@@ -390,9 +390,11 @@ impl EventBus for InMemoryBus {
             return Ok(());
         };
         for (stream, sender) in senders.iter() {
-            if sender.send(Arc::clone(&event)).await.is_ok() {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            } else {
+            // Counted before the hand-over: a subscriber that has the event sees it counted
+            // (stats read right after a receive are exact); taken back if the stream is gone.
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+            if sender.send(Arc::clone(&event)).await.is_err() {
+                self.delivered.fetch_sub(1, Ordering::Relaxed);
                 // The stream was dropped: forget it so later publishes skip it.
                 self.forget_stream(*stream);
             }
