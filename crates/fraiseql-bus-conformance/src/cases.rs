@@ -30,8 +30,8 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::observe::{
-    assert_quiet, fence, increasing, n_of, next, next_skipping_probes, numbered, publish, sized,
-    until_delivering, until_fence, DATA, FENCE,
+    assert_quiet, fence, increasing, n_of, next, next_skipping_probes, numbered, publish,
+    publish_after_loss, sized, until_delivering, until_fence, DATA, FENCE,
 };
 use crate::{Ctx, Delivery, Node, GUARD, STREAM_CAPACITY};
 
@@ -641,7 +641,11 @@ pub async fn reconnect_after_the_connections_are_killed(ctx: Ctx) {
         .subscribe_to(stream.id(), &one(&y))
         .await
         .unwrap_or_else(|err| panic!("subscribing after the reconnect: {err}"));
-    round_trip(b.bus(), &mut stream, &y, 0..5).await;
+    publish_after_loss(b.bus(), numbered(&y, 0)).await;
+    let first =
+        next_skipping_probes(&mut stream, "the first event published after the reconnect").await;
+    assert_eq!((first.channel(), n_of(&first)), (y.as_str(), 0));
+    round_trip(b.bus(), &mut stream, &y, 1..5).await;
 }
 
 /// The subscribing node is cut off (its logins refused, its connections killed) while the

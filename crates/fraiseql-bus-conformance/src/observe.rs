@@ -65,6 +65,17 @@ pub(crate) async fn publish(bus: &Arc<dyn EventBus>, event: Arc<Event>) {
     }
 }
 
+/// Publishes from a node whose connections were just killed. The contract (rule 10) lets
+/// the first publish after a loss fail when that publish is what finds the connection dead
+/// (a bus must not retry it: the backend may have accepted it); the next one must go through
+/// on a new connection.
+pub(crate) async fn publish_after_loss(bus: &Arc<dyn EventBus>, event: Arc<Event>) {
+    if let Err(err) = bus.publish(Arc::clone(&event)).await {
+        eprintln!("the first publish after the loss failed ({err}); publishing again");
+        publish(bus, event).await;
+    }
+}
+
 /// The next event of `stream`; fails after [`GUARD`] (a hang) or when the stream ended.
 pub(crate) async fn next(stream: &mut EventStream, waiting_for: &str) -> Arc<Event> {
     match tokio::time::timeout(GUARD, stream.recv()).await {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PostgresBusConfig;
 use crate::connection::{open, ConnMessage, PgConn};
-use crate::error::{describe, PostgresBusError};
+use crate::error::{connection_lost, describe, PostgresBusError};
 use crate::schema::{install, notify_channel, quote_ident, Statements};
 
 /// How far below the highest sequence seen a catch-up re-reads, and how many sequence
@@ -293,17 +293,11 @@ impl PostgresBus {
                 Ok(row) => return Ok(row.try_get(0).unwrap_or(0)),
                 // The connection is going away: the listener reconnects and LISTENs
                 // everything; the start is read below.
-                Err(_) if client.is_closed() => {}
+                Err(err) if client.is_closed() || connection_lost(&err) => {}
                 Err(err) => return Err(self.query_error("LISTEN", &err)),
             }
         }
-        let publisher = self.shared.publisher().await?;
-        let row = publisher
-            .client
-            .query_one(&self.shared.sql.position, &[])
-            .await
-            .map_err(|err| self.query_error("reading the events table's position", &err))?;
-        Ok(row.try_get(0).unwrap_or(0))
+        self.shared.read_position().await
     }
 
     fn query_error(&self, action: &'static str, err: &tokio_postgres::Error) -> BusError {
@@ -357,6 +351,52 @@ impl Shared {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&publisher));
         Ok(publisher)
+    }
+
+    /// The highest sequence committed now, read on the publishing connection. Reading is
+    /// idempotent, so a connection found dead by this read is replaced and the read made once
+    /// more on a fresh one.
+    async fn read_position(&self) -> Result<i64, BusError> {
+        let mut retried = false;
+        loop {
+            let publisher = self.publisher().await?;
+            match publisher.client.query_one(&self.sql.position, &[]).await {
+                Ok(row) => return Ok(row.try_get(0).unwrap_or(0)),
+                Err(err) if !retried && connection_lost(&err) => {
+                    self.forget_publisher(&publisher);
+                    retried = true;
+                }
+                Err(err) => {
+                    return Err(self.query_error("reading the events table's position", &err))
+                }
+            }
+        }
+    }
+
+    /// Drops `stale` as the publishing connection (when it still is), so the next use opens
+    /// a new one instead of waiting for the client to notice the old one closed.
+    fn forget_publisher(&self, stale: &Arc<Publisher>) {
+        let mut current = self
+            .publisher
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_ref().is_some_and(|p| Arc::ptr_eq(p, stale)) {
+            *current = None;
+        }
+    }
+
+    /// The error of a statement that failed on `publisher`; a connection found dead is
+    /// forgotten on the way.
+    fn publisher_failed(
+        &self,
+        publisher: &Arc<Publisher>,
+        action: &'static str,
+        err: &tokio_postgres::Error,
+    ) -> BusError {
+        if connection_lost(err) {
+            self.forget_publisher(publisher);
+        }
+        self.query_error(action, err)
     }
 
     fn current_publisher(&self) -> Option<Arc<Publisher>> {
@@ -770,7 +810,7 @@ async fn prune_once(shared: &Shared) -> Result<u64, BusError> {
         .client
         .query_one(&shared.sql.prune, &[&age, &count])
         .await
-        .map_err(|err| shared.query_error("pruning", &err))?;
+        .map_err(|err| shared.publisher_failed(&publisher, "pruning", &err))?;
     let deleted: i64 = row.try_get(0).unwrap_or(0);
     Ok(u64::try_from(deleted).unwrap_or(0))
 }
@@ -785,11 +825,14 @@ impl EventBus for PostgresBus {
         })?;
         let threshold = i32::try_from(self.shared.config.notify_threshold).unwrap_or(i32::MAX);
         let publisher = self.shared.publisher().await?;
+        // Not retried: the server may have committed the event before the connection died,
+        // and a second try would deliver it twice (the contract, rules 4 and 10). The dead
+        // connection is dropped so the next publish opens a new one.
         publisher
             .client
             .query_one(&publisher.publish, &[&event.channel(), &wire, &threshold])
             .await
-            .map_err(|err| self.query_error("publishing", &err))?;
+            .map_err(|err| self.shared.publisher_failed(&publisher, "publishing", &err))?;
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -848,7 +891,10 @@ impl EventBus for PostgresBus {
             .client
             .simple_query("SELECT 1")
             .await
-            .map_err(|err| self.query_error("health check", &err))?;
+            .map_err(|err| {
+                self.shared
+                    .publisher_failed(&publisher, "health check", &err)
+            })?;
         if self.listen_backend_pid().is_none() {
             return Err(BusError::Backend {
                 backend: "postgres",

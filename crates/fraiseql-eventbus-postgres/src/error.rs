@@ -76,3 +76,24 @@ pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     }
     text
 }
+
+/// Whether `err` says the connection it came on is gone (so the operation may be tried on
+/// a fresh one): the client saw it close, or the server ended the session — a `FATAL`
+/// report such as `pg_terminate_backend`'s 57P01, a shutdown (class 57P) or a connection
+/// exception (class 08).
+///
+/// `Client::is_closed` alone is not enough: the server's last report reaches the client as
+/// the answer to the next request, a moment before the connection task sees the socket
+/// close. (Found by the conformance suite: a LISTEN issued right after the connections were
+/// killed failed with 57P01 while `is_closed` was still false.)
+pub(crate) fn connection_lost(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    err.as_db_error().is_some_and(|db| {
+        let code = db.code().code();
+        matches!(db.severity(), "FATAL" | "PANIC")
+            || code.starts_with("08")
+            || code.starts_with("57P")
+    })
+}

@@ -228,6 +228,43 @@ async fn a_terminated_listener_catches_up_losing_and_duplicating_nothing() {
     db.cleanup().await;
 }
 
+/// Subscribing the moment the node's connections were killed succeeds: the server's
+/// termination report arrives as the answer to the LISTEN before the client sees the socket
+/// close, and the bus must treat it as a lost connection (the listener LISTENs everything
+/// again when it reconnects), not as a failed subscription. Many rounds, to hit the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_right_after_the_connections_were_killed_succeeds() {
+    let Some(mut db) = TestDb::new().await else {
+        return;
+    };
+    let role = db.role().await;
+    let publisher = db.bus().await;
+    let node = Arc::new(
+        PostgresBus::connect(db.config_for(Some(&role)))
+            .await
+            .unwrap(),
+    );
+    let mut stream = node.subscribe(&chans(&["r0"])).await.unwrap();
+    for round in 1..=30_u64 {
+        db.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ))
+        .await;
+        let channel = format!("r{round}");
+        node.subscribe_to(stream.id(), &chans(&[&channel]))
+            .await
+            .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        publisher
+            .publish(Arc::new(Event::new(channel.clone(), json!({"n": round}))))
+            .await
+            .unwrap();
+        let event = next(&mut stream).await;
+        assert_eq!((event.channel(), n_of(&event)), (channel.as_str(), round));
+    }
+    drop(node);
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_pruned_while_disconnected_become_a_gap_notice() {
     let Some(mut db) = TestDb::new().await else {

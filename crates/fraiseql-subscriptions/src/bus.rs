@@ -189,8 +189,11 @@ impl futures_core::Stream for EventStream {
 /// 10. **Connections come back on their own.** A remote bus reconnects with backoff, listens
 ///     again to every channel its streams hold, and its streams stay open across the loss; a
 ///     `publish` or `subscribe` may fail with [`BusError::Backend`] (naming the host and the
-///     cause) while the backend is unreachable. A `publish` that failed may or may not have
-///     been accepted by the backend.
+///     cause) while the backend is unreachable, and a `publish` may fail once when it is the
+///     operation that finds the node's connection dead (the next one uses a new connection).
+///     A `publish` that failed may or may not have been accepted by the backend, so a bus
+///     never retries one (that could deliver an event twice); idempotent operations
+///     (subscribing, reading positions) are retried on a fresh connection instead.
 /// 11. **Gap notices.** When a backend that promises no loss finds that events a node had
 ///     not read yet were discarded (trimmed, pruned), the node hands each stream on the
 ///     channel [`Event::gap`] (type [`GAP_EVENT_TYPE`](crate::GAP_EVENT_TYPE), global, its
