@@ -1,9 +1,9 @@
 //! [`RedisBus`]: the `EventBus` over Redis, in pubsub or streams mode.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,256 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{RedisBusConfig, RedisMode};
 use crate::error::{command_error, connect_error, RedisBusError};
-use crate::streams::{self, Cursor};
-
-type Sender = mpsc::Sender<Arc<Event>>;
-
-/// One channel this node has local subscribers for.
-pub(crate) struct ChannelState {
-    pub(crate) subscribers: Vec<(StreamId, Sender)>,
-    /// Streams mode: the last entry read from the channel's stream.
-    pub(crate) cursor: Option<Cursor>,
-}
-
-#[derive(Default)]
-pub(crate) struct Local {
-    streams: HashMap<StreamId, (Sender, HashSet<String>)>,
-    pub(crate) channels: HashMap<String, ChannelState>,
-}
-
-/// State shared by the bus and its background tasks.
-pub(crate) struct Shared {
-    pub(crate) config: RedisBusConfig,
-    pub(crate) local: Mutex<Local>,
-    /// Serializes every change of the channel set together with its Redis call
-    /// (SUBSCRIBE / UNSUBSCRIBE, or the stream cursor), so they are never reordered.
-    membership: tokio::sync::Mutex<()>,
-    pub(crate) publisher: Client,
-    /// The SUBSCRIBE connection (pubsub) or the XREAD BLOCK connection (streams).
-    pub(crate) listener: Client,
-    /// Streams mode: a small stream only this node reads, written to wake its reader when
-    /// a channel is added.
-    pub(crate) wake_key: String,
-    published: AtomicU64,
-    delivered: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) gaps: AtomicU64,
-    next_stream: AtomicU64,
-    pub(crate) cancel: CancellationToken,
-}
-
-impl Shared {
-    pub(crate) fn local(&self) -> MutexGuard<'_, Local> {
-        self.local.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Hands `event` to `subscribers`, waiting when a queue is full (back-pressure);
-    /// streams that are gone are forgotten.
-    pub(crate) async fn deliver(
-        self: &Arc<Self>,
-        subscribers: &[(StreamId, Sender)],
-        event: &Arc<Event>,
-    ) {
-        let mut gone = Vec::new();
-        for (id, sender) in subscribers {
-            // Counted before the hand-over: a subscriber that has the event sees it counted
-            // (stats read right after a receive are exact); taken back if the stream is gone.
-            self.delivered.fetch_add(1, Ordering::Relaxed);
-            if sender.send(Arc::clone(event)).await.is_err() {
-                self.delivered.fetch_sub(1, Ordering::Relaxed);
-                gone.push(*id);
-            }
-        }
-        if !gone.is_empty() {
-            let shared = Arc::clone(self);
-            tokio::spawn(async move {
-                for id in gone {
-                    let _ = shared.remove(id, None).await;
-                }
-            });
-        }
-    }
-
-    /// The local subscribers of `channel`, if any.
-    pub(crate) fn subscribers_of(&self, channel: &str) -> Option<Vec<(StreamId, Sender)>> {
-        self.local()
-            .channels
-            .get(channel)
-            .map(|state| state.subscribers.clone())
-    }
-
-    /// Adds `channels` to `stream`; channels this node did not listen to yet are first
-    /// subscribed in Redis (pubsub) or given a cursor at the stream's current end (streams).
-    async fn add(&self, stream: StreamId, channels: &[String]) -> Result<(), BusError> {
-        let _order = self.membership.lock().await;
-        let sender = {
-            let local = self.local();
-            let (sender, _) = local
-                .streams
-                .get(&stream)
-                .ok_or(BusError::UnknownStream(stream))?;
-            sender.clone()
-        };
-        if sender.is_closed() {
-            drop(_order);
-            let _ = self.remove(stream, None).await;
-            return Err(BusError::UnknownStream(stream));
-        }
-        let mut fresh: Vec<String> = {
-            let local = self.local();
-            channels
-                .iter()
-                .filter(|c| !local.channels.contains_key(*c))
-                .cloned()
-                .collect()
-        };
-        fresh.sort();
-        fresh.dedup();
-        let mut cursors = HashMap::new();
-        if !fresh.is_empty() {
-            match self.config.mode {
-                RedisMode::PubSub => {
-                    let keys: Vec<String> = fresh.iter().map(|c| self.config.key_of(c)).collect();
-                    self.listener
-                        .subscribe(keys)
-                        .await
-                        .map_err(|e| command_error(&self.config.host, "SUBSCRIBE", &e))?;
-                    self.confirm_listening().await?;
-                }
-                RedisMode::Streams => {
-                    for channel in &fresh {
-                        let key = self.config.key_of(channel);
-                        let cursor = streams::tip(&self.publisher, &key)
-                            .await
-                            .map_err(|e| command_error(&self.config.host, "XREVRANGE", &e))?;
-                        cursors.insert(channel.clone(), cursor);
-                    }
-                }
-            }
-        }
-        {
-            let mut local = self.local();
-            for channel in channels {
-                let state = local
-                    .channels
-                    .entry(channel.clone())
-                    .or_insert_with(|| ChannelState {
-                        subscribers: Vec::new(),
-                        cursor: cursors.get(channel).copied(),
-                    });
-                if !state.subscribers.iter().any(|(id, _)| *id == stream) {
-                    state.subscribers.push((stream, sender.clone()));
-                }
-                if let Some((_, names)) = local.streams.get_mut(&stream) {
-                    names.insert(channel.clone());
-                }
-            }
-        }
-        if self.config.mode == RedisMode::Streams && !fresh.is_empty() {
-            // The new cursors are already concrete ids, so nothing can be missed; waking the
-            // reader only makes it include the new streams now rather than after its BLOCK.
-            if let Err(err) = streams::wake(&self.publisher, &self.wake_key).await {
-                tracing::debug!(error = %err, "could not wake the Redis stream reader");
-            }
-        }
-        Ok(())
-    }
-
-    /// Returns once Redis has applied the SUBSCRIBEs (or UNSUBSCRIBEs) sent on the listening
-    /// connection.
-    ///
-    /// Redis answers SUBSCRIBE out of band, so the client resolves it once it is written,
-    /// not when Redis has taken it; a PUBLISH sent afterwards on another connection (this
-    /// node's command connection, or another node's) can reach Redis first and be missed. A
-    /// PING on the same connection is answered in order, after the commands before it.
-    async fn confirm_listening(&self) -> Result<(), BusError> {
-        self.listener
-            .ping::<fred::types::Value>(None)
-            .await
-            .map(drop)
-            .map_err(|e| command_error(&self.config.host, "PING after (UN)SUBSCRIBE", &e))
-    }
-
-    /// Removes `channels` (or every channel, and the stream itself, when `None`) from
-    /// `stream`; channels left with no local subscriber are unsubscribed in Redis.
-    async fn remove(&self, stream: StreamId, channels: Option<&[String]>) -> Result<(), BusError> {
-        let _order = self.membership.lock().await;
-        let idle: Vec<String> = {
-            let mut local = self.local();
-            let names: Vec<String> = match channels {
-                Some(channels) => {
-                    if !local.streams.contains_key(&stream) {
-                        // Idempotent (the EventBus contract, rule 6): an unknown or
-                        // forgotten stream holds no channel.
-                        return Ok(());
-                    }
-                    channels.to_vec()
-                }
-                None => match local.streams.remove(&stream) {
-                    Some((_, names)) => names.into_iter().collect(),
-                    None => return Ok(()),
-                },
-            };
-            if let Some((_, held)) = local.streams.get_mut(&stream) {
-                for name in &names {
-                    held.remove(name);
-                }
-            }
-            let mut idle = Vec::new();
-            for name in names {
-                let Some(state) = local.channels.get_mut(&name) else {
-                    continue;
-                };
-                state.subscribers.retain(|(id, _)| *id != stream);
-                if state.subscribers.is_empty() {
-                    local.channels.remove(&name);
-                    idle.push(name);
-                }
-            }
-            idle
-        };
-        if !idle.is_empty() && self.config.mode == RedisMode::PubSub {
-            let keys: Vec<String> = idle.iter().map(|c| self.config.key_of(c)).collect();
-            self.listener
-                .unsubscribe(keys)
-                .await
-                .map_err(|e| command_error(&self.config.host, "UNSUBSCRIBE", &e))?;
-            // As for SUBSCRIBE: return only once Redis has applied it, so an event published
-            // after `unsubscribe` returned can never reach this node, and so never reaches a
-            // stream that subscribes to the channel again meanwhile (the EventBus contract,
-            // rule 6).
-            self.confirm_listening().await?;
-        }
-        Ok(())
-    }
-
-    /// Pubsub mode, after a reconnect: SUBSCRIBE again to every channel with local
-    /// subscribers (a new connection starts with none).
-    async fn resubscribe_all(&self) {
-        let _order = self.membership.lock().await;
-        let keys: Vec<String> = self
-            .local()
-            .channels
-            .keys()
-            .map(|c| self.config.key_of(c))
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
-        let subscribed = match self.listener.subscribe(keys).await {
-            Ok(()) => self.confirm_listening().await,
-            Err(err) => Err(command_error(&self.config.host, "SUBSCRIBE", &err)),
-        };
-        match subscribed {
-            Ok(()) => {
-                tracing::info!(host = %self.config.host, "Redis bus resubscribed after reconnect");
-            }
-            Err(err) => {
-                tracing::warn!(host = %self.config.host, error = %err, "Redis bus could not resubscribe after reconnect");
-            }
-        }
-    }
-}
+use crate::shared::{Local, Shared};
+use crate::stream_log;
 
 /// The Redis event bus: every process of a deployment connects to one Redis and sees every
 /// event published by any of them on the channels it has subscribers for.
@@ -369,7 +121,7 @@ impl RedisBus {
             let _ = publisher.quit().await;
             return Err(err);
         }
-        let append = Script::from_lua(streams::APPEND_LUA);
+        let append = Script::from_lua(stream_log::APPEND_LUA);
         if config.mode == RedisMode::Streams {
             if let Err(err) = append.load(&publisher).await {
                 let _ = publisher.quit().await;
@@ -415,7 +167,7 @@ impl RedisBus {
                 tokio::spawn(crate::pubsub::run(Arc::clone(&shared), messages));
             }
             RedisMode::Streams => {
-                tokio::spawn(streams::run_reader(Arc::clone(&shared)));
+                tokio::spawn(crate::stream_reader::run_reader(Arc::clone(&shared)));
             }
         }
         let closing = Arc::clone(&shared);

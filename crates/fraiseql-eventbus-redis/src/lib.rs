@@ -34,7 +34,9 @@ mod bus;
 mod config;
 mod error;
 mod pubsub;
-mod streams;
+mod shared;
+mod stream_log;
+mod stream_reader;
 
 pub use bus::RedisBus;
 pub use config::{RedisBusConfig, RedisMode, DEFAULT_PREFIX};

@@ -7,7 +7,7 @@ use fraiseql_subscriptions::Event;
 use fred::types::Message;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::bus::Shared;
+use crate::shared::Shared;
 
 /// Reads the listener's messages (`messages`, taken from the listener before any
 /// SUBSCRIBE) and delivers each to the local subscribers of its channel, until the bus is
