@@ -1,7 +1,6 @@
 //! The per-connection server state machine: text and time in, actions out.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::time::Instant;
 
 use crate::close::{limit_close_reason, CloseCode};
@@ -14,31 +13,7 @@ use crate::frame::{
 use crate::graphql_error::GraphQLError;
 use crate::message::{parse_client_message, ClientMessage, JsonObject, SubscribePayload};
 use crate::negotiate::Protocol;
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectionPhase {
-    /// Open; no `connection_init` yet.
-    AwaitingInit,
-    /// `connection_init` received; waiting for the caller's verdict
-    /// ([`ServerConnection::accept`] or [`ServerConnection::reject`]).
-    Authenticating,
-    /// Acknowledged: subscriptions may start.
-    Ready,
-    /// Closed; no input has any effect and no action is produced any more.
-    Closed,
-}
-
-impl fmt::Display for ConnectionPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AwaitingInit => "awaiting connection_init",
-            Self::Authenticating => "authenticating",
-            Self::Ready => "ready",
-            Self::Closed => "closed",
-        })
-    }
-}
+use crate::phase::ConnectionPhase;
 
 /// Names one subscription of one connection for its whole life, and only it.
 ///

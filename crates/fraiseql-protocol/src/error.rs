@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::phase::ConnectionPhase;
+
 /// A caller's mistake in configuring or driving a [`crate::ServerConnection`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +34,6 @@ pub enum Error {
     #[error("no connection_init is waiting for authentication (the connection is {phase})")]
     NoAuthenticationPending {
         /// The phase the connection was in.
-        phase: crate::ConnectionPhase,
+        phase: ConnectionPhase,
     },
 }

@@ -41,14 +41,13 @@ mod frame;
 mod graphql_error;
 mod message;
 mod negotiate;
+mod phase;
 
 pub use close::{limit_close_reason, CloseCode, MAX_CLOSE_REASON_BYTES};
 pub use config::{
     ConnectionConfig, ConnectionConfigBuilder, KeepAlive, DEFAULT_MAX_ID_BYTES, MIN_MESSAGE_BYTES,
 };
-pub use connection::{
-    Action, ConnectionPhase, ServerConnection, SubscriptionKey, MAX_PENDING_LEGACY_STARTS,
-};
+pub use connection::{Action, ServerConnection, SubscriptionKey, MAX_PENDING_LEGACY_STARTS};
 pub use error::Error;
 pub use frame::{
     encode_complete, encode_connection_ack, encode_connection_error, encode_error,
@@ -61,6 +60,7 @@ pub use message::{
 pub use negotiate::{
     negotiate_subprotocol, negotiate_subprotocol_header, Protocol, SubprotocolNotAcceptable,
 };
+pub use phase::ConnectionPhase;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]
