@@ -66,79 +66,19 @@
 )]
 
 pub mod cases;
+mod ctx;
 mod deployment;
 mod observe;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 
 pub use async_trait::async_trait;
+pub use ctx::{Ctx, CASE_GUARD, GUARD, STREAM_CAPACITY};
 pub use deployment::{Backend, Delivery, Deployment, Node};
-
-/// The queue length every node of a [`Deployment`] gives its streams. Small on purpose:
-/// back-pressure (a full stream makes the bus wait, never drop) is exercised by every case.
-pub const STREAM_CAPACITY: usize = 16;
-
-/// Hang guard of one wait for one event: generous, so a loaded 2-core machine passes; never
-/// a latency expectation.
-pub const GUARD: Duration = Duration::from_secs(60);
-
-/// Hang guard of a whole case.
-pub const CASE_GUARD: Duration = Duration::from_secs(600);
-
-/// What a case is given: the deployment it runs in and what the backend promises.
-#[derive(Clone)]
-pub struct Ctx {
-    deployment: Arc<dyn Deployment>,
-    delivery: Delivery,
-    backend: String,
-    run: String,
-}
-
-impl std::fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx")
-            .field("backend", &self.backend)
-            .field("delivery", &self.delivery)
-            .field("run", &self.run)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Ctx {
-    /// The deployment the case runs in.
-    #[must_use]
-    pub fn deployment(&self) -> &dyn Deployment {
-        &*self.deployment
-    }
-
-    /// What the backend promises.
-    #[must_use]
-    pub const fn delivery(&self) -> Delivery {
-        self.delivery
-    }
-
-    /// The backend's name, for messages.
-    #[must_use]
-    pub fn backend(&self) -> &str {
-        &self.backend
-    }
-
-    /// A channel name unique to this run of this case: `base` and a random suffix.
-    #[must_use]
-    pub fn channel(&self, base: &str) -> String {
-        format!("{base}.{}", self.run)
-    }
-
-    /// Says that the case does not apply to this backend (and why), and ends it as passed.
-    pub fn not_applicable(&self, case: &str, why: &str) {
-        eprintln!("NOT APPLICABLE {case} on {}: {why}", self.backend);
-    }
-}
 
 /// Runs one case against `backend`: deploys, runs the case under [`CASE_GUARD`] on a
 /// two-worker runtime, and cleans the deployment up whether the case passed or not. Called by
@@ -161,14 +101,14 @@ where
         };
         let deployment: Arc<dyn Deployment> = Arc::from(deployment);
         let random = uuid::Uuid::now_v7().simple().to_string();
-        let ctx = Ctx {
-            deployment: Arc::clone(&deployment),
-            delivery: backend.delivery(),
-            backend: backend.name(),
+        let name = backend.name();
+        let ctx = Ctx::new(
+            Arc::clone(&deployment),
+            backend.delivery(),
+            name.clone(),
             // The random tail of a UUID v7: short, unique per run.
-            run: random.get(20..).unwrap_or(&random).to_owned(),
-        };
-        let name = ctx.backend.clone();
+            random.get(20..).unwrap_or(&random).to_owned(),
+        );
         let outcome =
             tokio::time::timeout(CASE_GUARD, AssertUnwindSafe(body(ctx)).catch_unwind()).await;
         deployment.cleanup().await;

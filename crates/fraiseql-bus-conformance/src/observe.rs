@@ -7,7 +7,7 @@ use std::time::Duration;
 use fraiseql_subscriptions::{BusError, Event, EventBus, EventStream};
 use serde_json::json;
 
-use crate::GUARD;
+use crate::ctx::GUARD;
 
 /// The event type of the suite's numbered events.
 pub(crate) const DATA: &str = "conformance.data";
