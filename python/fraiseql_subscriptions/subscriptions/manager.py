@@ -1,38 +1,35 @@
-"""The :class:`SubscriptionManager`: fields, resolvers, auth, publish, and serving."""
+"""The :class:`SubscriptionManager`: fields, hooks, lifecycle, publish, and the direct API.
+
+How a field's resolver or async generator is called lives in
+:mod:`~fraiseql_subscriptions.subscriptions.resolvers` (with :class:`Complete`), connection
+authentication in :mod:`~fraiseql_subscriptions.subscriptions.auth`, and the native server in
+:mod:`~fraiseql_subscriptions.subscriptions.serving`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fraiseql_subscriptions import _native as _rs
+from fraiseql_subscriptions.subscriptions.auth import AuthCallable as AuthCallable
+from fraiseql_subscriptions.subscriptions.auth import Authenticator, authenticator
 from fraiseql_subscriptions.subscriptions.config import SubscriptionConfig
 from fraiseql_subscriptions.subscriptions.hosting import Hosted
 from fraiseql_subscriptions.subscriptions.operations import ExecuteCallable, wrap_execute
-from fraiseql_subscriptions.subscriptions.principal import Principal
+from fraiseql_subscriptions.subscriptions.resolvers import Complete as Complete
+from fraiseql_subscriptions.subscriptions.resolvers import stream_starter, wrap_resolver
 from fraiseql_subscriptions.subscriptions.serving import NativeServing
 from fraiseql_subscriptions.subscriptions.upgrade import check_websocket_support
 
 logger = logging.getLogger("fraiseql_subscriptions")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: What an ``auth`` callable may be: ``(connection_init payload) -> principal``.
-AuthCallable = Callable[[dict[str, Any] | None], Any]
-
-
-@dataclass(frozen=True)
-class Complete:
-    """Return it from a resolver to end the group's subscriptions (``complete``) from the
-    server side, after delivering ``value`` when it is not ``None``."""
-
-    value: Any = None
 
 
 @dataclass
@@ -47,159 +44,9 @@ class _Field:
     channel_given: bool = False
 
 
-#: The running async-generator subscriptions (kept referenced until they finish).
-_streams: set[asyncio.Task[None]] = set()
-
-
-def _stream_starter(name: str, fn: Callable[..., Any]) -> Callable[..., None]:
-    """What the Rust stream source calls on the event loop for each subscription of an
-    async-generator field: ``start(variables, ctx, sink)`` runs the generator in a task."""
-    arity = _positional_arity(fn)
-
-    def start(variables: dict[str, Any], ctx: dict[str, Any], sink: _rs.StreamSink) -> None:
-        task = asyncio.ensure_future(_run_stream(name, fn, arity, variables, ctx, sink))
-        _streams.add(task)
-        task.add_done_callback(_streams.discard)
-
-    return start
-
-
-async def _run_stream(
-    name: str,
-    fn: Callable[..., Any],
-    arity: int,
-    variables: dict[str, Any],
-    ctx: dict[str, Any],
-    sink: _rs.StreamSink,
-) -> None:
-    """Feeds one subscription from its generator until the generator returns (complete),
-    raises (error), or the subscription ends (the generator is closed)."""
-    runner = asyncio.current_task()
-
-    async def watch() -> None:
-        await sink.stopped()
-        if runner is not None:
-            runner.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    generator = fn(*(variables, ctx)[:arity])
-    try:
-        async for value in generator:
-            if isinstance(value, Complete):
-                if value.value is not None:
-                    sink.emit(value.value)
-                sink.complete()
-                return
-            if not sink.emit(value):
-                return
-        sink.complete()
-    except asyncio.CancelledError:
-        if sink.active:  # cancelled by the app's shutdown, not by the client leaving
-            sink.complete()
-    except Exception as err:
-        logger.exception("the async generator of subscription field %r failed", name)
-        sink.fail(str(err) or type(err).__name__)
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(Exception):
-            await generator.aclose()
-
-
-def _positional_arity(fn: Callable[..., Any]) -> int:
-    """How many of ``(event, variables, ctx)`` the resolver takes."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 3
-    count = 0
-    for p in params:
-        if p.kind is inspect.Parameter.VAR_POSITIONAL:
-            return 3
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return min(count, 3)
-
-
-def _wrap_resolver(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The form the Rust resolver bridge calls: ``(event, variables, ctx) -> (value,
-    complete)``, a plain function for a sync resolver and a coroutine function for an async
-    one. Both run on the event loop the manager was started on (a sync one directly in the
-    loop's thread, batched with the other calls of the moment); an exception is logged here
-    and reaches the group's subscriptions as an ``error``.
-    """
-    arity = _positional_arity(fn)
-
-    def outcome(result: Any) -> tuple[Any, bool]:
-        if isinstance(result, Complete):
-            return (result.value, True)
-        return (result, False)
-
-    if inspect.iscoroutinefunction(fn):
-
-        async def call_async(event: Any, variables: dict[str, Any], ctx: Any) -> tuple[Any, bool]:
-            try:
-                result = await fn(*(event, variables, ctx)[:arity])
-            except Exception:
-                logger.exception("the resolver of subscription field %r failed", name)
-                raise
-            return outcome(result)
-
-        return call_async
-
-    def call(event: Any, variables: dict[str, Any], ctx: Any) -> tuple[Any, bool]:
-        try:
-            result = fn(*(event, variables, ctx)[:arity])
-            if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if callable(close):
-                    close()
-                raise TypeError(
-                    f"the resolver of {name!r} returned an awaitable: declare it `async def`"
-                )
-        except Exception:
-            logger.exception("the resolver of subscription field %r failed", name)
-            raise
-        return outcome(result)
-
-    return call
-
-
 def _log_hook_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("a lifecycle hook failed", exc_info=task.exception())
-
-
-def _principal_dict(result: Any) -> dict[str, Any]:
-    if isinstance(result, Principal):
-        return result.to_dict()
-    if isinstance(result, str):
-        return Principal(user_id=result).to_dict()
-    if isinstance(result, Mapping):
-        known = {f.name for f in dataclasses.fields(Principal)}
-        unknown = set(result) - known
-        if unknown:
-            raise TypeError(
-                f"the auth callable returned unknown principal keys {sorted(unknown)}; "
-                f"use {sorted(known)}"
-            )
-        return Principal(**result).to_dict()
-    raise TypeError(
-        "the auth callable must return a Principal, a dict of its fields or a user id "
-        f"(str), not {type(result).__name__}; raise to refuse the connection"
-    )
-
-
-def _token_of(payload: dict[str, Any] | None) -> str:
-    if not payload:
-        raise _rs.AuthenticationError("Forbidden: no token in connection_init")
-    token = payload.get("token")
-    if token is None:
-        header = payload.get("Authorization") or payload.get("authorization")
-        if isinstance(header, str) and header.lower().startswith("bearer "):
-            token = header[7:]
-    if not isinstance(token, str) or not token:
-        raise _rs.AuthenticationError("Forbidden: no token in connection_init")
-    return token
 
 
 class SubscriptionManager(NativeServing):
@@ -314,9 +161,9 @@ class SubscriptionManager(NativeServing):
                         f"subscription {field!r}: an async generator produces its own values; "
                         "drop channel= (or use a plain resolver for channel events)"
                     )
-                spec.stream = _stream_starter(field, fn)
+                spec.stream = stream_starter(field, fn)
             else:
-                spec.resolver = _wrap_resolver(field, fn)
+                spec.resolver = wrap_resolver(field, fn)
             return fn
 
         return decorate
@@ -363,45 +210,15 @@ class SubscriptionManager(NativeServing):
 
     # ---- lifecycle ----------------------------------------------------------------
 
-    def _auth_callable(self) -> _rs.JwtAuth | Callable[..., Awaitable[Any]] | None:
+    def _auth_callable(self) -> Authenticator:
         return self.authenticator_for(self._auth)
 
-    def authenticator_for(
-        self, auth: _rs.JwtAuth | AuthCallable | None
-    ) -> _rs.JwtAuth | Callable[..., Awaitable[Any]] | None:
+    def authenticator_for(self, auth: _rs.JwtAuth | AuthCallable | None) -> Authenticator:
         """What the engine calls on ``connection_init`` for ``auth`` (``None``, a
         :class:`JwtAuth` or a callable, as the constructor's ``auth``), with this manager's
         ``on_connect`` hooks run after it accepts. Adapters use it for an endpoint's own
         ``auth_handler``."""
-        hooks = list(self._on_connect)
-        if auth is not None and not isinstance(auth, _rs.JwtAuth) and not callable(auth):
-            raise TypeError(
-                f"auth must be None, a JwtAuth or a callable, not {type(auth).__name__}"
-            )
-        if auth is None and not hooks:
-            return None
-        if isinstance(auth, _rs.JwtAuth) and not hooks:
-            return auth
-
-        async def authenticate(payload: dict[str, Any] | None) -> dict[str, Any]:
-            if isinstance(auth, _rs.JwtAuth):
-                principal = auth.verify(_token_of(payload))
-            elif auth is None:
-                principal = Principal().to_dict()
-            else:
-                result = auth(payload)
-                if inspect.isawaitable(result):
-                    result = await result
-                if result is None:
-                    raise _rs.AuthenticationError("Forbidden")
-                principal = _principal_dict(result)
-            for hook in hooks:
-                outcome = hook(payload, principal)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            return principal
-
-        return authenticate
+        return authenticator(auth, self._on_connect)
 
     async def start(self) -> None:
         """Connects the bus and starts the engine (idempotent). Adapters and ``serve`` call
