@@ -34,6 +34,7 @@ lint: lint-python
     cargo fmt --manifest-path fuzz/Cargo.toml -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p fraiseql-eventbus-postgres --features tls --all-targets -- -D warnings
+    python3 scripts/module_cycles.py
 
 # The Python virtualenv (.venv) with the dev tools, and the extension built into it
 # (`maturin develop`; pass --release for benchmarks).
@@ -74,7 +75,7 @@ test-python: python-dev wheel
 # Python lints: ruff (lint and format), mypy --strict on the package, and stubtest: the
 # native module's .pyi stubs against the built module.
 lint-python: python-dev
-    cd python && ../.venv/bin/ruff check . ../examples/python ../benches/python && ../.venv/bin/ruff format --check . ../examples/python ../benches/python && ../.venv/bin/mypy --strict fraiseql_subscriptions
+    cd python && ../.venv/bin/ruff check . ../examples/python ../benches/python ../scripts && ../.venv/bin/ruff format --check . ../examples/python ../benches/python ../scripts && ../.venv/bin/mypy --strict fraiseql_subscriptions ../scripts/module_cycles.py
     cd python && ../.venv/bin/python -m mypy.stubtest fraiseql_subscriptions._native
 
 # Format everything.

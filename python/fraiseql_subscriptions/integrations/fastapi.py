@@ -9,15 +9,18 @@ subscriptions (graphql-transport-ws and the legacy graphql-ws) through the Rust 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import PlainTextResponse
 
 from fraiseql_subscriptions.integrations.starlette import StarletteWebSocketAdapter
-from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
 from fraiseql_subscriptions.subscriptions.upgrade import upgrade_required
 from fraiseql_subscriptions.subscriptions.websocket import GraphQLTransportWSHandler
+
+if TYPE_CHECKING:
+    # Annotations only: the manager imports the integrations (`manager.router()`).
+    from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
 
 #: The original plan's name: a FastAPI WebSocket is a Starlette WebSocket.
 FastAPIWebSocketAdapter = StarletteWebSocketAdapter

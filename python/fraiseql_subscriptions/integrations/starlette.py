@@ -5,19 +5,22 @@ too)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
 from fraiseql_subscriptions.subscriptions.upgrade import upgrade_required
 from fraiseql_subscriptions.subscriptions.websocket import (
     GraphQLTransportWSHandler,
     WebSocketAdapter,
 )
+
+if TYPE_CHECKING:
+    # Annotations only: the manager imports the integrations (`manager.router()`).
+    from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
 
 
 class StarletteWebSocketAdapter(WebSocketAdapter):
