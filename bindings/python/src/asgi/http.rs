@@ -20,7 +20,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::app::AsgiApp;
 use super::exchange::{next_message, plain, Exchange, Head, RESPONSE_HIGH_WATER};
-use super::ready::Ready;
+use super::ready::{asgi_message, park, ready, ready_none};
 use super::scope::{scope, ScopeKind};
 
 /// The app's side of one request: `receive` and `send` (the runner passes these bound
@@ -103,27 +103,17 @@ impl HttpExchange {
         if let Some(message) = next_message(py, &mut state)? {
             drop(state);
             self.exchange.room.notify_one();
-            return Ok(Py::new(py, Ready::new(message.into_any().unbind()))?.into_any());
+            return ready(py, message.into_any().unbind());
         }
-        let future = self
-            .exchange
-            .locals
-            .event_loop(py)
-            .call_method0(intern!(py, "create_future"))?;
-        state.receiver = Some(future.clone().unbind());
-        Ok(future.unbind())
+        park(py, &self.exchange.locals, &mut state.receiver)
     }
 
     /// ASGI `send`: `http.response.start`, `http.response.body` (streamed with
     /// `more_body`), `http.response.trailers` (accepted and dropped).
     fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("an ASGI message is a dict"))?;
-        let kind = item(message, intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?;
-        let kind: String = kind.extract()?;
-        let ready = || Ok(Py::new(py, Ready::none(py))?.into_any());
+        let (message, kind) = asgi_message(message)?;
+        let message = &message;
+        let ready = || ready_none(py);
         match kind.as_str() {
             "http.response.start" => {
                 let head = head(message)?;

@@ -24,7 +24,7 @@ use crate::event_loop::LoopLocals;
 
 use super::app::AsgiApp;
 use super::exchange::plain;
-use super::ready::Ready;
+use super::ready::{asgi_message, park, ready, ready_none};
 use super::scope::{scope, ScopeKind};
 
 /// Client messages read ahead of the app before the reader waits for it.
@@ -247,27 +247,16 @@ impl WebSocketConnection {
         if let Some(message) = next_message(py, &mut state)? {
             drop(state);
             self.connection.room.notify_one();
-            return Ok(Py::new(py, Ready::new(message.into_any().unbind()))?.into_any());
+            return ready(py, message.into_any().unbind());
         }
-        let future = self
-            .connection
-            .locals
-            .event_loop(py)
-            .call_method0(intern!(py, "create_future"))?;
-        state.receiver = Some(future.clone().unbind());
-        Ok(future.unbind())
+        park(py, &self.connection.locals, &mut state.receiver)
     }
 
     /// ASGI `send`: `websocket.accept`, `websocket.send`, `websocket.close`.
     fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("an ASGI message is a dict"))?;
-        let kind: String = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
-            .extract()?;
-        let ready = || Ok(Py::new(py, Ready::none(py))?.into_any());
+        let (message, kind) = asgi_message(message)?;
+        let message = &message;
+        let ready = || ready_none(py);
         let mut state = self.connection.lock();
         match kind.as_str() {
             "websocket.accept" => {
@@ -360,13 +349,7 @@ impl WebSocketConnection {
                     let _ = outgoing.send(frame);
                 }
                 if state.out_bytes > SEND_HIGH_WATER {
-                    let future = self
-                        .connection
-                        .locals
-                        .event_loop(py)
-                        .call_method0(intern!(py, "create_future"))?;
-                    state.sender = Some(future.clone().unbind());
-                    return Ok(future.unbind());
+                    return park(py, &self.connection.locals, &mut state.sender);
                 }
                 ready()
             }
