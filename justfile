@@ -154,6 +154,7 @@ bench-python *args="--scenario saturation,fanout":
     ./target/release/loadgen --server ./target/release/fraiseql-server \
         --target "native-py=.venv/bin/python benches/python/native_server.py" \
         --target "fastapi=.venv/bin/python benches/python/fastapi_server.py" \
+        --target "fastapi-seq=.venv/bin/python benches/python/fastapi_server.py --sequential-publisher" \
         --target "strawberry=.venv/bin/python benches/python/strawberry_server.py" {{args}}
 
 # HTTP requests/s and p99 of one FastAPI app on the native server, uvicorn (uvloop +

@@ -24,6 +24,14 @@ def parse_args(description: str) -> argparse.Namespace:
         help="host the FastAPI app of hosted_app.py on the same server (native targets)",
     )
     parser.add_argument(
+        "--sequential-publisher",
+        action="store_true",
+        help=(
+            "POST /publish only queues the events; one background task publishes them one "
+            "at a time with `await manager.publish(...)`, as an app forwarding a feed does"
+        ),
+    )
+    parser.add_argument(
         "--http-load",
         metavar="PATH",
         help="with --app: keep httpload running against PATH of the app while measured",
