@@ -35,7 +35,7 @@ const BATCH: usize = 64;
 /// Payload of every frame, in bytes.
 const PAYLOAD_BYTES: usize = 150;
 /// The read buffer the server configures (`WebSocketUpgrade::read_buffer_size`).
-const SERVER_READ_BUFFER: usize = 4096;
+const SERVER_READ_BUFFER: usize = 1024;
 /// Large enough that a batch of 64 frames leaves a `BufWriter` in one `write`.
 const BUF_WRITER_CAPACITY: usize = 64 * 1024;
 

@@ -183,12 +183,19 @@ impl ServerConnection {
 
     /// The next queued action, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() != 0 {
+            // Actions come in bursts (a client message, a timeout); between them an idle
+            // connection keeps no room for them (a few hundred bytes per connection).
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
-    /// Every queued action, in order.
+    /// Every queued action, in order. Like [`Self::poll_action`], it leaves the connection
+    /// no room for actions (the iterator frees it); actions it did not yield are dropped.
     pub fn drain_actions(&mut self) -> impl Iterator<Item = Action> + '_ {
-        self.actions.drain(..)
+        std::mem::take(&mut self.actions).into_iter()
     }
 
     /// When [`Self::handle_timeout`] must next be called, if ever.
@@ -509,5 +516,31 @@ impl ServerConnection {
                 self.next_keep_alive = now.checked_add(keep_alive.interval);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_action_queue_keeps_no_room_once_drained() {
+        let now = Instant::now();
+        let mut conn = ServerConnection::new(
+            Protocol::GraphqlTransportWs,
+            ConnectionConfig::default(),
+            now,
+        );
+        conn.handle_text(r#"{"type":"connection_init"}"#, now);
+        assert!(matches!(
+            conn.poll_action(),
+            Some(Action::Authenticate { .. })
+        ));
+        assert!(conn.poll_action().is_none());
+        // An idle connection holds no room for actions between bursts.
+        assert_eq!(conn.actions.capacity(), 0);
+        conn.accept(None, now).unwrap();
+        assert_eq!(conn.drain_actions().count(), 1);
+        assert_eq!(conn.actions.capacity(), 0);
     }
 }

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use fraiseql_protocol::{Action, CloseCode, Protocol, ServerConnection};
+use fraiseql_protocol::{
+    Action, CloseCode, Protocol, ServerConnection, SubscribePayload, SubscriptionKey,
+};
 use fraiseql_subscriptions::security::{AuthError, Authenticator, Principal};
 use fraiseql_subscriptions::{ConnectionHandle, Outbound};
 
@@ -50,13 +52,20 @@ async fn sleep_until_maybe(deadline: Option<tokio::time::Instant>) {
 
 /// Serves one connection until it closes. `protocol` is the negotiated subprotocol, or the
 /// close reason when none was acceptable (the connection is then closed with 4406).
-/// `authenticator` overrides the service's for this connection.
-pub(crate) async fn serve<T: Transport>(
+/// `authenticator` overrides the service's for this connection. `hold` is kept until the
+/// connection ends (the task tracker's token, the open-connection count).
+///
+/// Not an `async fn`: the driver is built first and the future owns it in place, so the
+/// socket is stored once in the connection's task rather than once as an argument and again
+/// in the driver. Every open connection holds this future for its whole life: keep it
+/// small (rare steps are boxed, see [`Driver::act`]).
+pub(crate) fn serve<T: Transport, H: Send>(
     socket: T,
     protocol: Result<Protocol, String>,
     shared: Arc<Shared>,
     authenticator: Option<Arc<dyn Authenticator>>,
-) {
+    hold: H,
+) -> impl Future<Output = ()> + Send {
     let authenticator = authenticator.unwrap_or_else(|| Arc::clone(&shared.authenticator));
     let mut driver = Driver {
         socket,
@@ -72,17 +81,22 @@ pub(crate) async fn serve<T: Transport>(
         peer_closed: false,
         flush_needed: false,
     };
-    match protocol {
-        Ok(protocol) => driver.run(protocol).await,
-        Err(reason) => {
-            driver.pending.push(close_message(
-                CloseCode::SubprotocolNotAcceptable.as_u16(),
-                &reason,
-            ));
-            driver.closing = true;
-            let _ = driver.flush().await;
-            driver.finish_close().await;
+    // An `async` block, not an `async fn` taking the driver: the block owns the driver in
+    // place, where an `async fn` would store its argument a second time.
+    async move {
+        match protocol {
+            Ok(protocol) => driver.run(protocol).await,
+            Err(reason) => {
+                driver.pending.push(close_message(
+                    CloseCode::SubprotocolNotAcceptable.as_u16(),
+                    &reason,
+                ));
+                driver.closing = true;
+                let _ = driver.flush().await;
+                driver.finish_close().await;
+            }
         }
+        drop(hold);
     }
 }
 
@@ -94,9 +108,10 @@ struct Driver<T> {
     pending: Vec<Outgoing>,
     shared: Arc<Shared>,
     handle: Option<ConnectionHandle>,
-    /// With an observer only: who is connected, and the subscriptions reported started.
-    principal: Option<Principal>,
-    observed: std::collections::HashSet<fraiseql_protocol::SubscriptionKey>,
+    /// With an observer only: who is connected (boxed: most connections have no observer),
+    /// and the subscriptions reported started.
+    principal: Option<Box<Principal>>,
+    observed: std::collections::HashSet<SubscriptionKey>,
     auth: Option<AuthFuture>,
     expiry: Option<tokio::time::Instant>,
     /// A close frame was queued: nothing more is read or sent.
@@ -112,7 +127,8 @@ impl<T: Transport> Driver<T> {
     async fn run(&mut self, protocol: Protocol) {
         let mut conn =
             ServerConnection::new(protocol, self.shared.connection_config, Instant::now());
-        let mut batch: Vec<Outbound> = Vec::with_capacity(self.shared.max_batch);
+        // Grown on demand: an idle connection keeps no room for a batch of 64.
+        let mut batch: Vec<Outbound> = Vec::new();
         let shutdown = self.shared.shutdown.clone();
         loop {
             self.carry_out(&mut conn).await;
@@ -128,6 +144,11 @@ impl<T: Transport> Driver<T> {
                 break;
             }
             let deadline = conn.poll_timeout().map(tokio::time::Instant::from_std);
+            // One timer for both deadlines (a timer is a large part of an idle task).
+            let timer = match (deadline, self.expiry) {
+                (Some(deadline), Some(expiry)) => Some(deadline.min(expiry)),
+                (deadline, expiry) => deadline.or(expiry),
+            };
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
@@ -139,8 +160,12 @@ impl<T: Transport> Driver<T> {
                         None => std::future::pending().await,
                     }
                 } => Wake::Outbox(more),
-                () = sleep_until_maybe(deadline) => Wake::Deadline,
-                () = sleep_until_maybe(self.expiry) => Wake::Expired,
+                // The protocol's deadline first when both are due, as before the merge.
+                () = sleep_until_maybe(timer) => match (deadline, self.expiry) {
+                    (Some(deadline), Some(expiry)) if expiry < deadline => Wake::Expired,
+                    (None, Some(_)) => Wake::Expired,
+                    _ => Wake::Deadline,
+                },
             };
             let now = Instant::now();
             match wake {
@@ -172,7 +197,9 @@ impl<T: Transport> Driver<T> {
             }
         }
         if let Some(handle) = self.handle.take() {
-            self.shared.engine.disconnect(handle.id).await;
+            // Boxed like the engine calls of `act`: it runs once, and inline its state
+            // would enlarge the connection's task for its whole life.
+            Box::pin(self.shared.engine.disconnect(handle.id)).await;
         }
         if let (Some(observer), Some(principal)) = (&self.shared.observer, &self.principal) {
             observer.disconnected(principal);
@@ -255,7 +282,11 @@ impl<T: Transport> Driver<T> {
             return;
         }
         let expires_at = principal.expires_at;
-        let observed = self.shared.observer.is_some().then(|| principal.clone());
+        let observed = self
+            .shared
+            .observer
+            .is_some()
+            .then(|| Box::new(principal.clone()));
         match self.shared.engine.connect(principal) {
             Ok(handle) => {
                 if conn.accept(None, now).is_ok() {
@@ -277,12 +308,7 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Reports the end of subscription `key` (if it was reported started).
-    fn observe_end(
-        &mut self,
-        conn: &ServerConnection,
-        key: fraiseql_protocol::SubscriptionKey,
-        how: Ended,
-    ) {
+    fn observe_end(&mut self, conn: &ServerConnection, key: SubscriptionKey, how: Ended) {
         if !self.observed.remove(&key) {
             return;
         }
@@ -321,44 +347,62 @@ impl<T: Transport> Driver<T> {
     /// Carries out every action the state machine queued.
     async fn carry_out(&mut self, conn: &mut ServerConnection) {
         while let Some(action) = conn.poll_action() {
-            match action {
-                Action::Send(text) => self.pending.push(Outgoing::Text(text)),
-                Action::SendTransportPing => self.pending.push(Outgoing::Ping),
-                Action::Authenticate { payload } => {
-                    let authenticator = Arc::clone(&self.authenticator);
-                    self.auth = Some(Box::pin(async move {
-                        authenticator.authenticate(payload.as_ref()).await
-                    }));
-                }
-                Action::Start { key, id, payload } => {
-                    if let Some(handle) = &self.handle {
-                        // A refusal is queued on the outbox as the subscription's `error`.
-                        let started = self.shared.engine.subscribe(handle.id, key, &payload).await;
-                        if let (Ok(_), Some(observer), Some(principal)) =
-                            (started, &self.shared.observer, &self.principal)
-                        {
-                            self.observed.insert(key);
-                            observer.subscribed(principal, &id, &payload);
-                        }
-                    }
-                }
-                Action::Stop { key, id } => {
-                    if let Some(handle) = &self.handle {
-                        self.shared.engine.unsubscribe(handle.id, key).await;
-                    }
-                    if self.observed.remove(&key) {
-                        if let (Some(observer), Some(principal)) =
-                            (&self.shared.observer, &self.principal)
-                        {
-                            observer.completed(principal, &id, Ended::Client);
-                        }
-                    }
-                }
-                Action::Close { code, reason } => {
-                    self.pending.push(close_message(code.as_u16(), &reason));
-                    self.closing = true;
-                }
-                _ => {}
+            if let Some(engine_call) = self.act(action) {
+                engine_call.await;
+            }
+        }
+    }
+
+    /// Carries out one action; a subscribe or a stop is returned as the engine call to
+    /// await, boxed: they run rarely, and inline their state would enlarge every
+    /// connection's task for its whole life.
+    fn act(&mut self, action: Action) -> Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> {
+        match action {
+            Action::Send(text) => self.pending.push(Outgoing::Text(text)),
+            Action::SendTransportPing => self.pending.push(Outgoing::Ping),
+            Action::Authenticate { payload } => {
+                let authenticator = Arc::clone(&self.authenticator);
+                self.auth = Some(Box::pin(async move {
+                    authenticator.authenticate(payload.as_ref()).await
+                }));
+            }
+            Action::Start { key, id, payload } => {
+                return Some(Box::pin(self.start(key, id, payload)))
+            }
+            Action::Stop { key, id } => return Some(Box::pin(self.stop(key, id))),
+            Action::Close { code, reason } => {
+                self.pending.push(close_message(code.as_u16(), &reason));
+                self.closing = true;
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Starts subscription `key` on the engine (a refusal is queued on the outbox as the
+    /// subscription's `error`) and reports it to the observer.
+    async fn start(&mut self, key: SubscriptionKey, id: String, payload: SubscribePayload) {
+        let Some(handle) = &self.handle else {
+            return;
+        };
+        let started = self.shared.engine.subscribe(handle.id, key, &payload).await;
+        if let (Ok(_), Some(observer), Some(principal)) =
+            (started, &self.shared.observer, &self.principal)
+        {
+            self.observed.insert(key);
+            observer.subscribed(principal, &id, &payload);
+        }
+    }
+
+    /// Ends subscription `key` on the engine (the client completed it, or the connection
+    /// is closing) and reports it to the observer.
+    async fn stop(&mut self, key: SubscriptionKey, id: String) {
+        if let Some(handle) = &self.handle {
+            self.shared.engine.unsubscribe(handle.id, key).await;
+        }
+        if self.observed.remove(&key) {
+            if let (Some(observer), Some(principal)) = (&self.shared.observer, &self.principal) {
+                observer.completed(principal, &id, Ended::Client);
             }
         }
     }
@@ -393,5 +437,31 @@ fn close_message(code: u16, reason: &str) -> Outgoing {
     Outgoing::Close {
         code,
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::ws::WebSocket;
+
+    use super::*;
+
+    /// The size of the future `make` returns, without making one.
+    fn future_size<A, F: Future, G: FnOnce(A) -> F>(_make: &G) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn a_connection_task_stays_small() {
+        // Every open WebSocket holds this future for its whole life (3.2 KiB before the
+        // engine calls were boxed and the socket stored once; about 1.4 KiB since).
+        let make = |(socket, shared): (WebSocket, Arc<Shared>)| {
+            serve(socket, Ok(Protocol::GraphqlTransportWs), shared, None, ())
+        };
+        let size = future_size(&make);
+        assert!(
+            size <= 2048,
+            "a connection's future is {size} bytes: box what runs rarely (as `Driver::act` does)"
+        );
     }
 }

@@ -42,8 +42,11 @@ pub enum ServiceError {
     Config(String),
 }
 
-/// The WebSocket codec's read buffer per connection (it grows for larger messages).
-const READ_BUFFER_BYTES: usize = 4096;
+/// The WebSocket codec's read buffer per connection, allocated up front and kept for the
+/// connection's life; it grows for a larger message. 1 KiB holds the usual client
+/// messages (`connection_init` with a token, `subscribe`) in one read; at 4 KiB it was the
+/// largest single item of an idle connection's memory.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Builds a [`SubscriptionService`] (or, through [`crate::ServerBuilder`], a whole server).
 #[derive(Debug)]
@@ -336,11 +339,13 @@ impl SubscriptionService {
         let (session, transport) = Session::pair();
         let shared = Arc::clone(&self.shared);
         let token = self.shared.tracker.token();
-        tokio::spawn(async move {
-            let _token = token;
-            let _guard = guard;
-            connection::serve(transport, protocol, shared, authenticator).await;
-        });
+        tokio::spawn(connection::serve(
+            transport,
+            protocol,
+            shared,
+            authenticator,
+            (guard, token),
+        ));
         Ok(session)
     }
 
@@ -441,11 +446,9 @@ pub(crate) async fn upgrade(
         ws = ws.protocols([protocol.subprotocol()]);
     }
     let token = shared.tracker.token();
-    ws.on_upgrade(move |socket| async move {
-        let _token = token;
-        let _guard = guard;
-        connection::serve(socket, protocol, shared, None).await;
-    })
+    // The count is released before the tracker's token (a tuple drops in order), so a
+    // finished shutdown sees no connection still counted.
+    ws.on_upgrade(move |socket| connection::serve(socket, protocol, shared, None, (guard, token)))
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
