@@ -488,7 +488,9 @@ async def websocket_echo(port: int, probe: Probe, tag: str) -> list[Any]:
     transcript: list[Any] = []
     async with connect(url, subprotocols=["echo.v1"], open_timeout=TIMEOUT) as ws:  # type: ignore[list-item]
         transcript.append(ws.subprotocol)
-        for message in ["hello", b"\x01\x02\x03", "\u00e9t\u00e9 \U0001f353", b""]:
+        # The last two outgrow the 1 KiB read buffer the native host starts each socket with.
+        large = ["x" * 300_000 + "\u00e9", bytes(range(256)) * 400]
+        for message in ["hello", b"\x01\x02\x03", "\u00e9t\u00e9 \U0001f353", b"", *large]:
             await ws.send(message)
             transcript.append(await asyncio.wait_for(ws.recv(), TIMEOUT))
         await ws.send("close")

@@ -39,7 +39,9 @@ pub use http::{serve_http, HttpLimits, HttpLimitsError, LocalAddr, MIN_HEADER_BY
 pub use observer::{ConnectionObserver, Ended};
 pub use publish::{parse_publish_body, PublishError, MAX_EVENTS_PER_REQUEST};
 pub use server::{Server, ServerBuilder, ServerError, ShutdownHandle};
-pub use service::{ServiceBuilder, ServiceError, SessionRefused, SubscriptionService};
+pub use service::{
+    ServiceBuilder, ServiceError, SessionRefused, SubscriptionService, WEBSOCKET_READ_BUFFER_BYTES,
+};
 pub use transport::{FeedError, Incoming, Outgoing, Session, SessionInput, SESSION_INBOX};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

@@ -45,8 +45,9 @@ pub enum ServiceError {
 /// The WebSocket codec's read buffer per connection, allocated up front and kept for the
 /// connection's life; it grows for a larger message. 1 KiB holds the usual client
 /// messages (`connection_init` with a token, `subscribe`) in one read; at 4 KiB it was the
-/// largest single item of an idle connection's memory.
-const READ_BUFFER_BYTES: usize = 1024;
+/// largest single item of an idle connection's memory (axum's default is 128 KiB). The
+/// Python bindings' ASGI host uses it for an app's own WebSockets too.
+pub const WEBSOCKET_READ_BUFFER_BYTES: usize = 1024;
 
 /// Builds a [`SubscriptionService`] (or, through [`crate::ServerBuilder`], a whole server).
 #[derive(Debug)]
@@ -427,7 +428,7 @@ pub(crate) async fn upgrade(
         // tungstenite's default 128 KiB read buffer is zeroed on every read, which made it
         // resident for every connection (128 KiB each) and cost 40 % of the server's CPU
         // under load (see docs/benchmarks.md); client messages are small.
-        .read_buffer_size(READ_BUFFER_BYTES)
+        .read_buffer_size(WEBSOCKET_READ_BUFFER_BYTES)
         // The protocol layer enforces the limit with a 4400 close naming it; the codec's
         // own limit only stops a flood far beyond it.
         .max_message_size(

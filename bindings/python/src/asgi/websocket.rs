@@ -542,7 +542,10 @@ pub(crate) async fn serve(app: Arc<AsgiApp>, request: Request) -> Response {
             headers,
             outgoing,
         }) => {
-            let mut upgrade = upgrade;
+            // The subscription path's small read buffer (it grows for a larger message),
+            // not axum's 128 KiB per connection.
+            let mut upgrade =
+                upgrade.read_buffer_size(fraiseql_server::WEBSOCKET_READ_BUFFER_BYTES);
             if let Some(max) = app.options.max_body_bytes {
                 let max = usize::try_from(max).unwrap_or(usize::MAX);
                 upgrade = upgrade.max_message_size(max).max_frame_size(max);
