@@ -24,7 +24,6 @@ demo-python-native port="8000": python-dev
 test: lint
     cargo test --workspace --all-targets
     cargo test --workspace --doc
-    cargo test --workspace --doc
     {{just_executable()}} test-js
     {{just_executable()}} test-python
 
