@@ -161,3 +161,8 @@ macro_rules! bus_conformance_tests {
         )*
     };
 }
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
