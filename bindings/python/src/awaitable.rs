@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::FutureExt;
 
@@ -26,10 +27,7 @@ use crate::interpreter::{attach, closed, exiting_error, runtime};
 /// Rust task. Raises `RuntimeError` when no loop is running.
 ///
 /// One task on the runtime runs the future and hands its outcome to the loop's thread.
-/// (Polling it once on the calling thread first, to skip the round trip when it can finish
-/// at once, was measured and left out: under overload a publisher sharing the loop with
-/// the ASGI frame writers then outpaced them, and slow-consumer closes followed; the round
-/// trip holds it to their pace. See docs/benchmarks.md.)
+/// [`eager_future_into_py`] polls it once on the calling thread first.
 pub(crate) fn future_into_py<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
@@ -97,6 +95,51 @@ fn unwound<T>(outcome: std::thread::Result<PyResult<T>>) -> PyResult<T> {
             "internal error in the fraiseql engine: {message}"
         )))
     })
+}
+
+/// Like [`future_into_py`], but polls `future` once on the calling thread (the loop's)
+/// first. When that finishes it (publishing to a bus with room: the in-memory bus hands the
+/// event over at once), no engine thread is involved: the awaitable is completed by a
+/// callback of the loop's next turn. Otherwise the future goes on on the runtime, as in
+/// [`future_into_py`].
+///
+/// Never complete at once: awaiting a done future does not yield, and a publisher looping
+/// on `await manager.publish(...)` would then keep the loop from the writers of the frames
+/// it causes (measured: they fell behind and slow-consumer closes followed). One turn of
+/// the loop per call lets them write between two publishes, and holds such a publisher to
+/// their pace.
+pub(crate) fn eager_future_into_py<'py, F, T>(
+    py: Python<'py>,
+    future: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    if closed() {
+        return Err(exiting_error());
+    }
+    let runtime = runtime()?;
+    let mut future = Box::pin(future);
+    let first = {
+        let _entered = runtime.enter();
+        let mut context = Context::from_waker(Waker::noop());
+        std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut context)))
+    };
+    let outcome = match first {
+        Ok(Poll::Pending) => return future_into_py(py, future),
+        Ok(Poll::Ready(outcome)) => outcome,
+        Err(panic) => unwound(Err(panic)),
+    };
+    let event_loop = running_loop(py)?;
+    let waiting = event_loop.call_method0("create_future")?;
+    let outcome = outcome.and_then(|value| value.into_py_any(py));
+    let complete = Complete {
+        target: waiting.clone().unbind(),
+        outcome: Mutex::new(Some(outcome)),
+    };
+    event_loop.call_method1("call_soon", (complete,))?;
+    Ok(waiting)
 }
 
 /// The done-callback of an awaitable: a cancelled (or otherwise finished) Python future

@@ -2,29 +2,38 @@
 //! running native server).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fraiseql_server::{FeedError, Incoming, Outgoing, Session, SessionInput};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::{self, Kind};
+use crate::event_loop::{running_loop, LoopLocals};
 
 type Batches = Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Outgoing>>>>;
 
 /// One client connection, driven in Rust (protocol, auth, subscriptions, limits), for a
 /// transport that owns the socket.
 ///
-/// Hand it every frame the client sends (`feed`), write every frame `recv()` returns, in
-/// order (a `str` is a text frame, a `(code, reason)` tuple the close frame to send), until
-/// `recv()` returns `None`; call `client_gone()` when the socket closes.
+/// Hand it every frame the client sends (`feed`), and write the frames it produces, in
+/// order (a `str` is a text frame, a `(code, reason)` tuple the close frame to send), in
+/// one of two ways: `start_writing(deliver)` (the engine calls `deliver` on the loop's
+/// thread, batched with every other session's frames: one wake-up of the loop for all of
+/// them), or awaiting `recv()` until it returns `None`. Call `client_gone()` when the
+/// socket closes.
 #[pyclass(name = "Session", module = "fraiseql_subscriptions._native", frozen)]
 #[derive(Debug)]
 pub(crate) struct PySession {
     input: Mutex<SessionInput>,
     batches: Batches,
+    /// Signalled by `written()`: the frames `deliver` took asynchronously are out.
+    written: Arc<Notify>,
+    /// `start_writing` was called (it is called once).
+    writing: AtomicBool,
 }
 
 impl PySession {
@@ -33,6 +42,69 @@ impl PySession {
         Self {
             input: Mutex::new(input),
             batches: Arc::new(tokio::sync::Mutex::new(batches)),
+            written: Arc::new(Notify::new()),
+            writing: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Hands one session's frames to its `deliver` callable on the loop's thread, a batch at a
+/// time: it takes everything queued, queues one job on the loop's wake-up line (which runs
+/// the jobs of every session in one wake-up), and waits until the frames are written (at
+/// once, or when `written()` says so) before taking more. The outbox behind it stays
+/// bounded: a transport that cannot keep up holds its connection's driver back, and the
+/// engine's slow-consumer policy applies as on the native server.
+async fn pump_frames(
+    batches: Batches,
+    written: Arc<Notify>,
+    line: Arc<LoopLocals>,
+    deliver: Py<PyAny>,
+) {
+    let deliver = Arc::new(deliver);
+    let mut receiver = batches.lock().await;
+    loop {
+        let Some(first) = receiver.recv().await else {
+            // The session ended: `deliver(None)` tells the writer.
+            let deliver = Arc::clone(&deliver);
+            line.call_soon(Box::new(move |py| {
+                deliver.bind(py).call1((py.None(),)).map(drop)
+            }));
+            return;
+        };
+        let mut frames = vec![first];
+        while let Ok(more) = receiver.try_recv() {
+            frames.push(more);
+        }
+        let deliver = Arc::clone(&deliver);
+        let ack = Arc::clone(&written);
+        let failed = Arc::new(AtomicBool::new(false));
+        let failure = Arc::clone(&failed);
+        let queued = line.call_soon(Box::new(move |py| {
+            let outcome = batch_to_py(py, &mut frames)
+                .and_then(|list| deliver.bind(py).call1((list,)))
+                .and_then(|done| done.is_truthy());
+            match outcome {
+                Ok(true) => ack.notify_one(),
+                Ok(false) => {} // `written()` will say when.
+                Err(err) => {
+                    failure.store(true, Ordering::SeqCst);
+                    ack.notify_one();
+                    return Err(err);
+                }
+            }
+            Ok(())
+        }));
+        if !queued {
+            // The loop is gone: nobody writes these frames. Closing the outbox ends the
+            // connection's driver instead of leaving it waiting.
+            receiver.close();
+            return;
+        }
+        written.notified().await;
+        if failed.load(Ordering::SeqCst) {
+            // `deliver` raised (reported on the loop): stop writing, end the connection.
+            receiver.close();
+            return;
         }
     }
 }
@@ -89,6 +161,41 @@ impl PySession {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .client_gone();
+    }
+
+    /// Starts writing this session's frames through `deliver(frames)`, called on the running
+    /// loop's thread with a non-empty list of frames (a `str` is a text frame, a
+    /// `(code, reason)` tuple the close frame), then once with `None` when the session has
+    /// ended. `deliver` returns `True` when it wrote the frames already, or `False` when it
+    /// finishes later and then calls `written()`; no frames come until it did. Frames of
+    /// every session of the loop are delivered in one wake-up of the loop.
+    ///
+    /// Returns `False` (and starts nothing) when this loop has no wake-up line (the
+    /// executor was started on another loop, or the loop cannot watch file descriptors):
+    /// await `recv()` instead. Raises `ExecutorStateError` on a second call.
+    fn start_writing(&self, py: Python<'_>, deliver: Py<PyAny>) -> PyResult<bool> {
+        let running = running_loop(py)?;
+        let Some(line) = LoopLocals::of(&running) else {
+            return Ok(false);
+        };
+        if self.writing.swap(true, Ordering::SeqCst) {
+            return Err(errors::error(
+                Kind::State,
+                "start_writing() was called already: a session has one writer",
+            ));
+        }
+        crate::interpreter::runtime()?.spawn(pump_frames(
+            Arc::clone(&self.batches),
+            Arc::clone(&self.written),
+            line,
+            deliver,
+        ));
+        Ok(true)
+    }
+
+    /// The frames `deliver` returned `False` for are written: the next ones may come.
+    fn written(&self) {
+        self.written.notify_one();
     }
 
     /// The frames waiting now (a list, empty when none), without awaiting; `None` once the

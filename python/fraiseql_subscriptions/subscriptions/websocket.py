@@ -3,8 +3,9 @@
 
 The handler decides nothing about the protocol: every frame goes to the Rust state
 machine (graphql-transport-ws or the legacy graphql-ws, negotiated by subprotocol), and
-every frame Rust produces is written as a text frame, in order. Both directions await;
-there is no polling loop.
+every frame Rust produces is written as a text frame, in order, by a :class:`FrameWriter`
+the engine calls with the frames of every connection in one wake-up of the loop. There is
+no polling loop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fraiseql_subscriptions import _native as _rs
+from fraiseql_subscriptions.subscriptions.frame_writer import FrameWriter
 
 if TYPE_CHECKING:
     from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
@@ -191,7 +193,13 @@ class GraphQLTransportWSHandler(SubscriptionProtocolHandler):
             await websocket.close(TRY_AGAIN_LATER, str(err))
             return
         await websocket.accept(subprotocol)
-        writer = asyncio.ensure_future(self._write(session, websocket))
+        frame_writer = FrameWriter(session, websocket)
+        writer: asyncio.Future[None]
+        if session.start_writing(frame_writer.deliver):
+            writer = frame_writer.done
+        else:
+            # A loop the executor does not run on: await the frames instead.
+            writer = asyncio.ensure_future(self._write(session, websocket))
         try:
             await self._read(session, websocket, writer)
         finally:

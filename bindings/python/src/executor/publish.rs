@@ -162,7 +162,7 @@ impl PySubscriptionExecutor {
             global: global_,
         }
         .into_event()?;
-        crate::awaitable::future_into_py(py, async move {
+        crate::awaitable::eager_future_into_py(py, async move {
             started
                 .service
                 .engine()
