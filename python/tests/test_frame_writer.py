@@ -7,6 +7,7 @@ in order, with nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -29,6 +30,8 @@ class FakeSession:
 
 class RecordingSocket(WebSocketAdapter):
     """Records what is sent; ``gate`` (when set) makes every send wait for it."""
+
+    sends_outside_task = True
 
     def __init__(self, gate: asyncio.Event | None = None, fail_on: str | None = None) -> None:
         self.sent: list[str] = []
@@ -70,6 +73,30 @@ async def test_frames_are_written_within_the_call_when_send_completes_at_once() 
     assert writer.deliver(None) is True
     assert writer.done.done()
     assert writer.done.result() is None
+
+
+class TaskBoundSocket(RecordingSocket):
+    """An adapter whose sends need the current task (as anyio's or ``asyncio.timeout``'s)."""
+
+    sends_outside_task = False
+
+    async def send_text(self, text: str) -> None:
+        assert asyncio.current_task() is not None, "send_text ran outside a task"
+        await super().send_text(text)
+
+
+async def test_an_adapter_that_needs_a_task_gets_one() -> None:
+    socket = TaskBoundSocket()
+    writer, session = writer_for(socket)
+    # From 3.12 in an eagerly started task (written at once); before, in a task of its own
+    # that acknowledges when done.
+    eager = sys.version_info >= (3, 12)
+    assert writer.deliver(["a", "b"]) is eager
+    await wait_for(lambda: session.acks == (0 if eager else 1))
+    assert writer.deliver(["c"]) is eager
+    await wait_for(lambda: session.acks == (0 if eager else 2))
+    assert socket.sent == ["a", "b", "c"]
+    assert not writer.done.done()
 
 
 async def test_a_send_that_waits_goes_on_in_a_task_and_acknowledges_when_done() -> None:

@@ -23,6 +23,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class ASGIWebSocketAdapter(WebSocketAdapter):
     """A WebSocket of an ASGI ``websocket`` scope."""
 
+    #: Its sends call the server's ``send`` directly: no task needed.
+    sends_outside_task = True
+
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._scope = scope
         self._receive = receive

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 class StarletteWebSocketAdapter(WebSocketAdapter):
     """A Starlette (or FastAPI) WebSocket."""
 
+    #: Its sends go through Starlette to the server's ``send``: no task needed.
+    sends_outside_task = True
+
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
 

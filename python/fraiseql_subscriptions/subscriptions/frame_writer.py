@@ -6,6 +6,9 @@ connection; the calls for every connection of the loop run in one wake-up of the
 completes without waiting (uvicorn's does while the socket takes data): no task, no turn
 of the loop per connection and event. A ``send`` that has to wait (a full socket buffer)
 goes on in a task, and the engine sends that connection nothing more until it finished.
+
+Before Python 3.12 that first step runs outside any task, which only adapters that say so
+(``WebSocketAdapter.sends_outside_task``) accept; the others' frames are written in a task.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class FrameWriter:
             if task.done():
                 self._finished(task)
                 return True
+        elif not self._websocket.sends_outside_task:
+            task = asyncio.ensure_future(write, loop=self._loop)
         else:
             try:
                 waiting_on = write.send(None)

@@ -16,7 +16,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fraiseql_subscriptions import _native as _rs
 from fraiseql_subscriptions.subscriptions.frame_writer import FrameWriter
@@ -50,6 +50,14 @@ class WebSocketAdapter(ABC):
 
     #: Classes already checked by ``__new__``.
     _checked: frozenset[type] = frozenset()
+
+    #: Whether ``send_text``/``send_texts``/``close`` work outside an asyncio task (they
+    #: use neither ``asyncio.current_task()`` nor ``asyncio.timeout()``, nor anything built
+    #: on them such as anyio). On Python 3.10 and 3.11 such an adapter's frames are written
+    #: within the engine's hand-off, without a task or a turn of the loop; the others' in a
+    #: task each time. (From 3.12 every adapter's first step runs in an eagerly started task.)
+    #: The Starlette/FastAPI and ASGI adapters set it.
+    sends_outside_task: ClassVar[bool] = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> WebSocketAdapter:
         if cls not in WebSocketAdapter._checked:
