@@ -261,6 +261,13 @@ pub async fn serve_http(
             },
             None => None,
         };
+        // Every frame leaves as soon as it is written: with Nagle's algorithm a small frame
+        // written while the previous one is unacknowledged waits for that ACK, which the
+        // client may delay by up to 40 ms (delayed ACKs), and subscribers see the delay.
+        // Frames are batched per connection already, so this costs no extra segments.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
         pending.fetch_add(1, Ordering::Relaxed);
         let counted = Pending(Arc::clone(&pending));
         let io = TokioIo::new(CountedStream { stream, _ip: ip });

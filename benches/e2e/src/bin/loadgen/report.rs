@@ -29,9 +29,9 @@ pub(crate) fn scenario_table(
     );
     out.push_str(
         "| server | published | delivered msg/s | lost | out-of-order | 1008 closes \
-         | p50 ms | p99 ms | p999 ms | peak RSS MiB | RSS/conn KiB |\n",
+         | p50 ms | p99 ms | p999 ms | peak RSS MiB | RSS/conn KiB | server CPU µs/delivery |\n",
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut notes = Vec::new();
     for (kind, row) in rows {
         match row {
@@ -42,7 +42,7 @@ pub(crate) fn scenario_table(
                 );
                 let _ = writeln!(
                     out,
-                    "| {kind} | {} in {:.1} s | {:.0} | {} | {} | {} | {p50} | {p99} | {p999} | {} | {} |",
+                    "| {kind} | {} in {:.1} s | {:.0} | {} | {} | {} | {p50} | {p99} | {p999} | {} | {} | {} |",
                     m.published,
                     m.publish_secs,
                     m.throughput,
@@ -53,13 +53,15 @@ pub(crate) fn scenario_table(
                         .map_or_else(|| "–".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
                     m.rss_per_connection_kib
                         .map_or_else(|| "–".to_owned(), |kib| format!("{kib:.1}")),
+                    m.cpu_us_per_delivery
+                        .map_or_else(|| "–".to_owned(), |us| format!("{us:.2}")),
                 );
                 notes.extend(m.notes.iter().map(|note| format!("{kind}: {note}")));
             }
             Err(err) => {
                 let _ = writeln!(
                     out,
-                    "| {kind} | failed | – | – | – | – | – | – | – | – | – |"
+                    "| {kind} | failed | – | – | – | – | – | – | – | – | – | – |"
                 );
                 notes.push(format!("{kind}: {err}"));
             }

@@ -59,6 +59,9 @@ pub(crate) struct Measurement {
     pub(crate) latency_ms: Option<[f64; 3]>,
     /// The server's VmHWM at the end, in KiB.
     pub(crate) peak_rss_kib: Option<u64>,
+    /// The server's CPU time (user + system) from the first publish to the end of the drain,
+    /// per delivery, in µs.
+    pub(crate) cpu_us_per_delivery: Option<f64>,
     /// (VmRSS after opening the connections − before) / connections, in KiB.
     pub(crate) rss_per_connection_kib: Option<f64>,
     /// Anything that went wrong but still left figures to report.
@@ -159,6 +162,7 @@ async fn drive(
         scenario.connections, scenario.subscriptions, scenario.events, scenario.rate
     );
     let mut publisher = Publisher::connect(server.addr, &server.token).await?;
+    let cpu_before = server.cpu_secs().ok();
     let start = Instant::now();
     let (published, publish_error) =
         publish_all(&mut publisher, &connections, scenario, options).await;
@@ -176,8 +180,15 @@ async fn drive(
         eprintln!("{label}: drain ended with {drained} of {expected} deliveries");
     }
 
+    let cpu_after = server.cpu_secs().ok();
     let outcomes = connections.finish().await;
     summarise(&mut measurement, &outcomes, &shared, start);
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        if measurement.delivered > 0 {
+            measurement.cpu_us_per_delivery =
+                Some((after - before) * 1e6 / measurement.delivered as f64);
+        }
+    }
     Ok(measurement)
 }
 

@@ -15,6 +15,10 @@ use tokio::process::{Child, Command};
 
 use crate::BoxError;
 
+/// The unit of `/proc/<pid>/stat` times: the kernel's `USER_HZ`, 100 on Linux's x86 and
+/// arm ABIs.
+const USER_HZ: f64 = 100.0;
+
 /// How long a server may take to print its "listening on" line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -134,6 +138,27 @@ impl RunningServer {
     /// `/proc/<pid>/status` is unreadable (the process is gone).
     pub(crate) fn peak_rss_kib(&self) -> Result<u64, BoxError> {
         proc_status_kib(self.pid, "VmHWM:")
+    }
+
+    /// CPU time the server has used so far, user + system, in seconds (`/proc/<pid>/stat`;
+    /// for a `--target` command, the process it started, not its children).
+    ///
+    /// # Errors
+    ///
+    /// `/proc/<pid>/stat` is unreadable (the process is gone) or malformed.
+    pub(crate) fn cpu_secs(&self) -> Result<f64, BoxError> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // The command name (field 2) may hold spaces: count fields after its closing ')'.
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or("malformed /proc/<pid>/stat")?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Fields 14 (utime) and 15 (stime) overall; 12 and 13 after the name and state.
+        let ticks = |i: usize| -> Result<f64, BoxError> {
+            Ok(fields.get(i).ok_or("short /proc/<pid>/stat")?.parse::<f64>()?)
+        };
+        Ok((ticks(11)? + ticks(12)?) / USER_HZ)
     }
 
     /// The exit status if the server has already exited (crashed) during the run.
