@@ -7,7 +7,9 @@ in order, with nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -15,7 +17,10 @@ from conftest import client, serve, wait_for
 
 from fraiseql_subscriptions import SubscriptionConfig, SubscriptionManager
 from fraiseql_subscriptions.subscriptions.frame_writer import FrameWriter
-from fraiseql_subscriptions.subscriptions.websocket import WebSocketAdapter
+from fraiseql_subscriptions.subscriptions.websocket import (
+    GraphQLTransportWSHandler,
+    WebSocketAdapter,
+)
 
 
 class FakeSession:
@@ -203,3 +208,48 @@ async def test_a_sequential_publisher_reaches_every_client_in_order(transport: s
     assert metrics["outbox_overflows"] == 0
     assert metrics["events_dropped"] == 0
     assert metrics["events_delivered"] == clients * events
+
+
+class ScriptedSocket(RecordingSocket):
+    """A client that sends ``script``, then stays until ``leave`` is set (thread-safe)."""
+
+    def __init__(self, script: list[str]) -> None:
+        super().__init__()
+        self.script = list(script)
+        self.leave = threading.Event()
+
+    async def receive(self) -> str | bytes | None:
+        if self.script:
+            return self.script.pop(0)
+        await asyncio.to_thread(self.leave.wait)
+        return None
+
+
+async def test_a_connection_served_on_another_loop_awaits_its_frames() -> None:
+    # The executor's wake-up line belongs to the loop it started on; a connection served
+    # on another loop (another thread's) gets its frames by awaiting `Session.recv()`.
+    manager = SubscriptionManager(config=SubscriptionConfig.production(subscribe_rate=0))
+    manager.subscription("tick", channel="bench:{topic}")
+    await manager.start()
+    subscribe = {
+        "id": "s",
+        "type": "subscribe",
+        "payload": {"query": 'subscription { tick(topic: "t") { n } }'},
+    }
+    socket = ScriptedSocket([json.dumps({"type": "connection_init"}), json.dumps(subscribe)])
+    handler = GraphQLTransportWSHandler(manager)
+    served = threading.Thread(target=lambda: asyncio.run(handler.handle(socket)))
+    served.start()
+    try:
+        await wait_for(lambda: manager.get_metrics()["active_subscriptions"] == 1)
+        for n in range(50):
+            await manager.publish("bench:t", {"n": n})
+        await wait_for(lambda: len(socket.sent) == 51)
+    finally:
+        socket.leave.set()
+        await asyncio.to_thread(served.join, 10)
+        await manager.shutdown()
+    assert json.loads(socket.sent[0]) == {"type": "connection_ack"}
+    ns = [json.loads(frame)["payload"]["data"]["tick"]["n"] for frame in socket.sent[1:]]
+    assert ns == list(range(50))
+    assert not served.is_alive()
