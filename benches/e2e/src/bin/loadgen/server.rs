@@ -154,9 +154,12 @@ impl RunningServer {
             .map(|(_, rest)| rest)
             .ok_or("malformed /proc/<pid>/stat")?;
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // Fields 14 (utime) and 15 (stime) overall; 12 and 13 after the name and state.
+        // Fields 14 (utime) and 15 (stime); after the name, field 3 (the state) is index 0.
         let ticks = |i: usize| -> Result<f64, BoxError> {
-            Ok(fields.get(i).ok_or("short /proc/<pid>/stat")?.parse::<f64>()?)
+            Ok(fields
+                .get(i)
+                .ok_or("short /proc/<pid>/stat")?
+                .parse::<f64>()?)
         };
         Ok((ticks(11)? + ticks(12)?) / USER_HZ)
     }
