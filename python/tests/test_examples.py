@@ -113,6 +113,18 @@ async def test_websockets_library_example() -> None:
         await ack_and_pong(f"ws://127.0.0.1:{port}")
 
 
+async def test_feed_example_delivers_one_symbol_in_feed_order() -> None:
+    args = (str(EXAMPLES / "feed_fastapi.py"), "--port", "{port}", "--interval", "0.005")
+    async with running(*args) as port, client(f"ws://127.0.0.1:{port}/graphql") as c:
+        await c.init()
+        await c.subscribe("p", 'subscription { price(symbol: "GLOBEX") { symbol seq } }')
+        prices = [(await c.recv())["payload"]["data"]["price"] for _ in range(50)]
+    assert {p["symbol"] for p in prices} == {"GLOBEX"}
+    seqs = [p["seq"] for p in prices]
+    # One item per feed step, none skipped, none repeated, in order.
+    assert seqs == list(range(seqs[0], seqs[0] + 50))
+
+
 async def test_fastapi_jwt_example_verifies_tokens_roles_and_tenants() -> None:
     import os
     import time
