@@ -264,7 +264,8 @@ pub async fn serve_http(
         // Every frame leaves as soon as it is written: with Nagle's algorithm a small frame
         // written while the previous one is unacknowledged waits for that ACK, which the
         // client may delay by up to 40 ms (delayed ACKs), and subscribers see the delay.
-        // Frames are batched per connection already, so this costs no extra segments.
+        // Frames queued together already leave in one write (one flush per batch); on
+        // loopback the option changed neither throughput nor latency measurably.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
         }
