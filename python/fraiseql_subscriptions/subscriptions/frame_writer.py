@@ -75,21 +75,9 @@ class FrameWriter:
         return False
 
     async def _write(self, frames: list[Frame]) -> None:
-        texts: list[str] = []
-        for frame in frames:
-            if isinstance(frame, str):
-                texts.append(frame)
-                continue
-            if texts:
-                await self._websocket.send_texts(texts)
-                texts = []
-            code, reason = frame
-            await self._websocket.close(code, reason)
-            if not self.done.done():
-                self.done.set_result(None)
-            return
-        if texts:
-            await self._websocket.send_texts(texts)
+        closed = await write_frames(self._websocket, frames)
+        if closed and not self.done.done():
+            self.done.set_result(None)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -106,6 +94,25 @@ class FrameWriter:
     def _fail(self, err: BaseException) -> None:
         if not self.done.done():
             self.done.set_exception(err)
+
+
+async def write_frames(websocket: WebSocketAdapter, frames: list[Frame]) -> bool:
+    """Writes ``frames`` in order: the texts in runs through ``send_texts``, a close frame
+    through ``close``, after which nothing more is written. Returns whether it closed."""
+    texts: list[str] = []
+    for frame in frames:
+        if isinstance(frame, str):
+            texts.append(frame)
+            continue
+        if texts:
+            await websocket.send_texts(texts)
+            texts = []
+        code, reason = frame
+        await websocket.close(code, reason)
+        return True
+    if texts:
+        await websocket.send_texts(texts)
+    return False
 
 
 def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> asyncio.Future[None]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fraiseql_subscriptions import _native as _rs
-from fraiseql_subscriptions.subscriptions.frame_writer import FrameWriter
+from fraiseql_subscriptions.subscriptions.frame_writer import FrameWriter, write_frames
 
 if TYPE_CHECKING:
     from fraiseql_subscriptions.subscriptions.manager import SubscriptionManager
@@ -258,16 +258,5 @@ class GraphQLTransportWSHandler(SubscriptionProtocolHandler):
                 frames = await session.recv()
                 if frames is None:
                     return
-            texts: list[str] = []
-            for frame in frames:
-                if isinstance(frame, str):
-                    texts.append(frame)
-                    continue
-                if texts:
-                    await websocket.send_texts(texts)
-                    texts = []
-                code, reason = frame
-                await websocket.close(code, reason)
+            if await write_frames(websocket, frames):
                 return
-            if texts:
-                await websocket.send_texts(texts)
