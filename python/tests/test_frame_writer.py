@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import client, serve, wait_for
 
-from fraiseql_subscriptions import SubscriptionConfig, SubscriptionManager
+from fraiseql_subscriptions import ExecutorStateError, SubscriptionConfig, SubscriptionManager
 from fraiseql_subscriptions.subscriptions.frame_writer import FrameWriter
 from fraiseql_subscriptions.subscriptions.websocket import (
     GraphQLTransportWSHandler,
@@ -163,9 +163,9 @@ async def test_a_failed_send_ends_the_writer_with_its_error(waits: bool) -> None
 async def test_a_waiting_send_is_cancelled_with_its_task() -> None:
     socket = RecordingSocket(asyncio.Event())
     writer, session = writer_for(socket)
+    before = asyncio.all_tasks()
     assert writer.deliver(["a"]) is False
-    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in pending:
+    for task in asyncio.all_tasks() - before:  # the write's own task
         task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(asyncio.shield(writer.done), 10)
@@ -174,7 +174,13 @@ async def test_a_waiting_send_is_cancelled_with_its_task() -> None:
 
 
 @pytest.mark.parametrize("transport", ["fastapi", "starlette", "asgi"])
-async def test_a_sequential_publisher_reaches_every_client_in_order(transport: str) -> None:
+async def test_a_sequential_publisher_reaches_every_client_in_order(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_fallback(*args: Any) -> None:
+        raise AssertionError("frames went through the awaiting fallback, not the hand-off")
+
+    monkeypatch.setattr(GraphQLTransportWSHandler, "_write", staticmethod(no_fallback))
     manager = SubscriptionManager(config=SubscriptionConfig.production(subscribe_rate=0))
     manager.subscription("tick", channel="bench:{topic}")
     clients, events = 40, 400
@@ -225,9 +231,9 @@ class ScriptedSocket(RecordingSocket):
         return None
 
 
-async def test_a_connection_served_on_another_loop_awaits_its_frames() -> None:
-    # The executor's wake-up line belongs to the loop it started on; a connection served
-    # on another loop (another thread's) gets its frames by awaiting `Session.recv()`.
+async def test_a_connection_served_on_another_threads_loop_gets_its_frames() -> None:
+    # The executor started on this loop; a connection served on another thread's loop gets
+    # its frames through a wake-up line of that loop.
     manager = SubscriptionManager(config=SubscriptionConfig.production(subscribe_rate=0))
     manager.subscription("tick", channel="bench:{topic}")
     await manager.start()
@@ -253,3 +259,35 @@ async def test_a_connection_served_on_another_loop_awaits_its_frames() -> None:
     ns = [json.loads(frame)["payload"]["data"]["tick"]["n"] for frame in socket.sent[1:]]
     assert ns == list(range(50))
     assert not served.is_alive()
+
+
+async def test_start_writing_refuses_a_non_callable_and_a_second_writer() -> None:
+    manager = SubscriptionManager(config=SubscriptionConfig.production(subscribe_rate=0))
+    await manager.start()
+    try:
+        session = manager.executor.open_session("graphql-transport-ws", None)
+        with pytest.raises(TypeError, match="deliver must be a callable"):
+            session.start_writing(42)  # type: ignore[arg-type]
+        assert session.start_writing(lambda frames: True) is True
+        with pytest.raises(ExecutorStateError, match="called already"):
+            session.start_writing(lambda frames: True)
+        session.client_gone()
+    finally:
+        await manager.shutdown()
+
+
+async def test_a_session_without_a_writer_gives_its_frames_to_recv() -> None:
+    # The awaiting interface (loops that cannot watch a file descriptor use it).
+    manager = SubscriptionManager(config=SubscriptionConfig.production(subscribe_rate=0))
+    await manager.start()
+    try:
+        session = manager.executor.open_session("graphql-transport-ws", None)
+        session.feed(json.dumps({"type": "connection_init"}))
+        frames = await asyncio.wait_for(session.recv(), 10)
+        assert frames is not None
+        assert [json.loads(f) for f in frames if isinstance(f, str)] == [{"type": "connection_ack"}]
+        session.client_gone()
+        while frames is not None:
+            frames = await asyncio.wait_for(session.recv(), 10)
+    finally:
+        await manager.shutdown()

@@ -77,6 +77,11 @@ impl LoopLocals {
             .find(|line| line.event_loop.as_ptr() == event_loop.as_ptr())
     }
 
+    /// Whether jobs reach the loop through the wake-up line (not `call_soon_threadsafe`).
+    pub(crate) fn has_line(&self) -> bool {
+        self.waker.is_some()
+    }
+
     /// The loop.
     pub(crate) fn event_loop<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         self.event_loop.bind(py).clone()

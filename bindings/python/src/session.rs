@@ -61,6 +61,8 @@ async fn pump_frames(
     deliver: Py<PyAny>,
 ) {
     let deliver = Arc::new(deliver);
+    // Set by a job whose `deliver` raised; one flag for the pump's life.
+    let failed = Arc::new(AtomicBool::new(false));
     let mut receiver = batches.lock().await;
     loop {
         let Some(first) = receiver.recv().await else {
@@ -77,7 +79,6 @@ async fn pump_frames(
         }
         let deliver = Arc::clone(&deliver);
         let ack = Arc::clone(&written);
-        let failed = Arc::new(AtomicBool::new(false));
         let failure = Arc::clone(&failed);
         let queued = line.call_soon(Box::new(move |py| {
             let outcome = batch_to_py(py, &mut frames)
@@ -170,14 +171,28 @@ impl PySession {
     /// finishes later and then calls `written()`; no frames come until it did. Frames of
     /// every session of the loop are delivered in one wake-up of the loop.
     ///
-    /// Returns `False` (and starts nothing) when this loop has no wake-up line (the
-    /// executor was started on another loop, or the loop cannot watch file descriptors):
-    /// await `recv()` instead. Raises `ExecutorStateError` on a second call.
+    /// Returns `False` (and starts nothing) when the loop cannot watch file descriptors
+    /// (Windows' proactor loop): await `recv()` instead. Raises `TypeError` when `deliver` is not callable and
+    /// `ExecutorStateError` on a second call.
     fn start_writing(&self, py: Python<'_>, deliver: Py<PyAny>) -> PyResult<bool> {
+        if !deliver.bind(py).is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "start_writing(deliver): deliver must be a callable taking a list of frames \
+                 (or None once the session ended) and returning a bool",
+            ));
+        }
         let running = running_loop(py)?;
-        let Some(line) = LoopLocals::of(&running) else {
-            return Ok(false);
+        // The loop's wake-up line: the executor's when it made one for this loop (it has
+        // Python resolvers, auth or hooks), else one for the sessions of this loop, made by
+        // the first and closed when the last has ended.
+        let line = match LoopLocals::of(&running) {
+            Some(line) => line,
+            None => LoopLocals::current(py)?,
         };
+        if !line.has_line() {
+            // The loop cannot watch file descriptors (Windows' proactor loop).
+            return Ok(false);
+        }
         if self.writing.swap(true, Ordering::SeqCst) {
             return Err(errors::error(
                 Kind::State,
