@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -10,18 +10,21 @@ use async_trait::async_trait;
 use fraiseql_subscriptions::{
     validate_channel, BusError, BusStats, Event, EventBus, EventStream, StreamId,
 };
+use fred::interfaces::LuaInterface;
 use fred::prelude::{
     Builder, Client, ClientLike, EventInterface, KeysInterface, PubsubInterface, ReconnectPolicy,
     Value,
 };
 use fred::types::scripts::Script;
+use fred::types::ConnectHandle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RedisBusConfig, RedisMode};
+use crate::config::{RedisBusConfig, RedisMode, RedisTopology};
 use crate::error::{command_error, connect_error, RedisBusError};
 use crate::shared::{Local, Shared};
 use crate::stream_log;
+use crate::supervisor::{supervise, Role};
 
 /// The Redis event bus: every process of a deployment connects to one Redis and sees every
 /// event published by any of them on the channels it has subscribers for.
@@ -90,10 +93,10 @@ fn build_client(
     })
 }
 
-async fn init(client: &Client, config: &RedisBusConfig) -> Result<(), RedisBusError> {
+async fn init(client: &Client, config: &RedisBusConfig) -> Result<ConnectHandle, RedisBusError> {
     let guard = config.connect_timeout + Duration::from_secs(1);
     match tokio::time::timeout(guard, client.init()).await {
-        Ok(Ok(_task)) => Ok(()),
+        Ok(Ok(task)) => Ok(task),
         Ok(Err(err)) => Err(connect_error(&config.host, &err)),
         Err(_) => {
             let _ = client.quit().await;
@@ -114,15 +117,35 @@ impl RedisBus {
     pub async fn connect(config: RedisBusConfig) -> Result<Self, RedisBusError> {
         config.validate()?;
         let publisher = build_client(&config, config.command_timeout)?;
-        init(&publisher, &config).await?;
+        let publisher_task = init(&publisher, &config).await?;
         // The reader's XREAD BLOCK may legitimately wait `read_block`.
         let listener = build_client(&config, config.read_block + config.command_timeout)?;
-        if let Err(err) = init(&listener, &config).await {
-            let _ = publisher.quit().await;
-            return Err(err);
-        }
+        let listener_task = match init(&listener, &config).await {
+            Ok(task) => task,
+            Err(err) => {
+                let _ = publisher.quit().await;
+                return Err(err);
+            }
+        };
+        // Streams mode on a cluster: the reads of the shard reader, on a client of their own
+        // so a burst of reads (every stream, each `topology_check`) never queues publishes.
+        let reader =
+            if config.mode == RedisMode::Streams && config.topology == RedisTopology::Cluster {
+                let reader = build_client(&config, config.command_timeout)?;
+                match init(&reader, &config).await {
+                    Ok(task) => Some((reader, task)),
+                    Err(err) => {
+                        let _ = publisher.quit().await;
+                        let _ = listener.quit().await;
+                        return Err(err);
+                    }
+                }
+            } else {
+                None
+            };
+        let (reader, reader_task) = reader.unzip();
         let append = Script::from_lua(stream_log::APPEND_LUA);
-        if config.mode == RedisMode::Streams {
+        if config.mode == RedisMode::Streams && config.topology != RedisTopology::Cluster {
             if let Err(err) = append.load(&publisher).await {
                 let _ = publisher.quit().await;
                 let _ = listener.quit().await;
@@ -138,6 +161,7 @@ impl RedisBus {
             membership: tokio::sync::Mutex::new(()),
             publisher,
             listener,
+            reader,
             wake_key,
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -145,28 +169,45 @@ impl RedisBus {
             gaps: AtomicU64::new(0),
             next_stream: AtomicU64::new(1),
             cancel: CancellationToken::new(),
+            dirty: Mutex::new(HashSet::new()),
+            dirty_notify: tokio::sync::Notify::new(),
+            resubscribe_failed: AtomicBool::new(false),
         });
-        match shared.config.mode {
-            RedisMode::PubSub => {
-                let weak: Weak<Shared> = Arc::downgrade(&shared);
-                // The handler task lives as long as the client; its handle is not needed.
-                drop(shared.listener.on_reconnect(move |_server| {
-                    let weak = weak.clone();
-                    async move {
-                        if let Some(shared) = weak.upgrade() {
-                            // Off the client's event task: SUBSCRIBE waits on the connection.
-                            tokio::spawn(async move { shared.resubscribe_all().await });
-                        }
-                        Ok(())
-                    }
-                }));
-                // The receiver is made here, not in the task: a broadcast channel only
-                // hands a message to receivers that existed when it arrived, and the task may
-                // first run after a SUBSCRIBE has been confirmed and a message delivered.
-                let messages = shared.listener.message_rx();
-                tokio::spawn(crate::pubsub::run(Arc::clone(&shared), messages));
+        for (role, task) in [
+            (Role::Publisher, Some(publisher_task)),
+            (Role::Listener, Some(listener_task)),
+            (Role::Reader, reader_task),
+        ] {
+            if let Some(task) = task {
+                tokio::spawn(supervise(Arc::downgrade(&shared), role, task));
             }
-            RedisMode::Streams => {
+        }
+        if shared.listens_on_channels() {
+            let weak: Weak<Shared> = Arc::downgrade(&shared);
+            // The handler task lives as long as the client; its handle is not needed.
+            drop(shared.listener.on_reconnect(move |_server| {
+                let weak = weak.clone();
+                async move {
+                    if let Some(shared) = weak.upgrade() {
+                        // Off the client's event task: SUBSCRIBE waits on the connection.
+                        tokio::spawn(async move { shared.resubscribe_all().await });
+                    }
+                    Ok(())
+                }
+            }));
+            // The receiver is made here, not in the task: a broadcast channel only
+            // hands a message to receivers that existed when it arrived, and the task may
+            // first run after a SUBSCRIBE has been confirmed and a message delivered.
+            let messages = shared.listener.message_rx();
+            tokio::spawn(crate::pubsub::run(Arc::clone(&shared), messages));
+        }
+        if shared.clustered() {
+            tokio::spawn(crate::topology_watch::run(Arc::clone(&shared)));
+        }
+        if shared.config.mode == RedisMode::Streams {
+            if shared.clustered() {
+                tokio::spawn(crate::shard_reader::run(Arc::clone(&shared)));
+            } else {
                 tokio::spawn(crate::stream_reader::run_reader(Arc::clone(&shared)));
             }
         }
@@ -178,6 +219,9 @@ impl RedisBus {
             }
             let _ = closing.listener.quit().await;
             let _ = closing.publisher.quit().await;
+            if let Some(reader) = &closing.reader {
+                let _ = reader.quit().await;
+            }
         });
         Ok(Self { shared, append })
     }
@@ -232,6 +276,13 @@ impl EventBus for RedisBus {
             )
         })?;
         match shared.config.mode {
+            RedisMode::PubSub if shared.clustered() => {
+                let _: i64 = shared
+                    .publisher
+                    .spublish(key, payload)
+                    .await
+                    .map_err(|e| command_error(&shared.config.host, "SPUBLISH", &e))?;
+            }
             RedisMode::PubSub => {
                 let _: i64 = shared
                     .publisher
@@ -240,15 +291,31 @@ impl EventBus for RedisBus {
                     .map_err(|e| command_error(&shared.config.host, "PUBLISH", &e))?;
             }
             RedisMode::Streams => {
-                let _: Value = self
-                    .append
-                    .evalsha_with_reload(
-                        &shared.publisher,
-                        key,
-                        vec![shared.config.stream_max_len.to_string(), payload],
-                    )
-                    .await
-                    .map_err(|e| command_error(&shared.config.host, "XADD", &e))?;
+                let args = vec![shared.config.stream_max_len.to_string(), payload];
+                let appended: Result<Value, _> = if shared.clustered() {
+                    // The script's text each time, not its hash: a replica promoted by a
+                    // failover, or a primary a slot moved to, may not have it cached, and
+                    // reloading it means reaching every primary of the slot map, a dead one
+                    // included. Redis compiles a script once and keeps it either way.
+                    shared
+                        .publisher
+                        .eval(stream_log::APPEND_LUA, key.as_str(), args)
+                        .await
+                } else {
+                    self.append
+                        .evalsha_with_reload(&shared.publisher, key.as_str(), args)
+                        .await
+                };
+                appended.map_err(|e| command_error(&shared.config.host, "XADD", &e))?;
+                if shared.clustered() {
+                    // The wake-up of the nodes reading this stream. The entry is stored
+                    // already; a wake-up lost here only delays it to their next full read
+                    // (`topology_check`).
+                    let woken: Result<i64, _> = shared.publisher.spublish(key, "").await;
+                    if let Err(err) = woken {
+                        tracing::debug!(error = %err, "could not wake the readers of a Redis stream");
+                    }
+                }
             }
         }
         shared.published.fetch_add(1, Ordering::Relaxed);

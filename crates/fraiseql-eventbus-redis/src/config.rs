@@ -55,6 +55,38 @@ impl fmt::Display for RedisMode {
     }
 }
 
+/// Which Redis deployment the bus talks to, read from the URL's scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisTopology {
+    /// One server (`redis://`, `rediss://`).
+    #[default]
+    Single,
+    /// A Redis Cluster (`redis-cluster://`, `rediss-cluster://`): sharded pub/sub
+    /// (`SPUBLISH` / `SSUBSCRIBE`, Redis >= 7) in pubsub mode, and hash-tagged stream keys
+    /// read slot by slot in streams mode, so a channel's traffic touches only the shard
+    /// that owns it.
+    Cluster,
+    /// A primary found through Redis Sentinel (`redis-sentinel://`, `rediss-sentinel://`):
+    /// after a failover the bus reconnects to the promoted replica and listens again.
+    Sentinel {
+        /// The name the sentinels monitor the primary under (`?service=mymaster`).
+        service: String,
+    },
+}
+
+impl RedisTopology {
+    /// `"single"`, `"cluster"` or `"sentinel"`.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Cluster => "cluster",
+            Self::Sentinel { .. } => "sentinel",
+        }
+    }
+}
+
 /// The default key and channel prefix.
 pub const DEFAULT_PREFIX: &str = "fraiseql:";
 
@@ -78,6 +110,7 @@ pub struct RedisBusConfig {
     pub(crate) url: String,
     pub(crate) host: String,
     pub(crate) fred: fred::types::config::Config,
+    pub(crate) topology: RedisTopology,
     /// Delivery mode (default [`RedisMode::PubSub`]).
     pub mode: RedisMode,
     /// Prefix of every key and channel name (default `"fraiseql:"`); processes that share
@@ -105,6 +138,10 @@ pub struct RedisBusConfig {
     /// Pubsub mode: messages buffered between the Redis connection and the dispatcher;
     /// beyond it a slow node drops messages (counted, logged). Default 65 536.
     pub pubsub_buffer: usize,
+    /// Redis Cluster: how often the bus reads the cluster's slot map to notice a slot that
+    /// moved (a resharding, a failover) and listen again where the slot now lives; in
+    /// streams mode also how often every stream is read even without a wake-up. Default 1 s.
+    pub topology_check: Duration,
 }
 
 impl fmt::Debug for RedisBusConfig {
@@ -112,6 +149,7 @@ impl fmt::Debug for RedisBusConfig {
         // Never the URL itself: it may hold a password.
         f.debug_struct("RedisBusConfig")
             .field("host", &self.host)
+            .field("topology", &self.topology)
             .field("mode", &self.mode)
             .field("prefix", &self.prefix)
             .field("stream_max_len", &self.stream_max_len)
@@ -126,37 +164,88 @@ impl fmt::Debug for RedisBusConfig {
 }
 
 impl RedisBusConfig {
-    /// A configuration for the server `url` names: `redis://[user[:password]@]host[:port][/db]`
-    /// or `rediss://...` for TLS. Everything else takes its default.
+    /// A configuration for the deployment `url` names; everything else takes its default.
+    ///
+    /// - one server: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS;
+    /// - a Redis Cluster: `redis-cluster://[user[:password]@]host:port[,host:port...]`
+    ///   (any reachable nodes; the rest are discovered), or `rediss-cluster://`;
+    /// - Sentinel: `redis-sentinel://[user[:password]@]host:port[,host:port...][/db]?service=mymaster`
+    ///   (the sentinels' addresses), or `rediss-sentinel://`.
     ///
     /// # Errors
-    /// [`RedisBusError::InvalidConfig`] for a URL that is not a Redis URL.
+    /// [`RedisBusError::InvalidConfig`] for a URL that is not one of these.
     pub fn from_url(url: &str) -> Result<Self, RedisBusError> {
+        use fred::types::config::{Config, ServerConfig};
+        let invalid = |reason: String| RedisBusError::InvalidConfig {
+            field: "url",
+            reason,
+        };
         let scheme = url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("redis" | "rediss")) {
-            return Err(RedisBusError::InvalidConfig {
-                field: "url",
-                reason: format!(
-                    "{:?} is not a Redis URL: use redis://host:6379[/db] or rediss://host:6380 (TLS)",
-                    redact(url)
-                ),
-            });
-        }
-        let fred = fred::types::config::Config::from_url_centralized(url).map_err(|err| {
-            RedisBusError::InvalidConfig {
-                field: "url",
-                reason: format!("cannot read {:?}: {}", redact(url), err.details()),
+        let tls = matches!(
+            scheme,
+            Some("rediss" | "rediss-cluster" | "rediss-sentinel")
+        );
+        let read = |result: Result<Config, fred::error::Error>| {
+            result
+                .map_err(|err| invalid(format!("cannot read {:?}: {}", redact(url), err.details())))
+        };
+        let (fred, topology) = match scheme {
+            Some("redis" | "rediss") => (
+                read(Config::from_url_centralized(url))?,
+                RedisTopology::Single,
+            ),
+            Some("redis-cluster" | "rediss-cluster") => {
+                let fred_url = fred_multi_host_url(url, None).map_err(invalid)?;
+                (
+                    read(Config::from_url_clustered(&fred_url))?,
+                    RedisTopology::Cluster,
+                )
             }
-        })?;
-        if scheme == Some("rediss") && !cfg!(feature = "tls") {
-            return Err(RedisBusError::InvalidConfig {
-                field: "url",
-                reason: "rediss:// needs the `tls` feature of fraiseql-eventbus-redis".to_owned(),
-            });
+            Some("redis-sentinel" | "rediss-sentinel") => {
+                let service = query_value(url, "service")
+                    .or_else(|| query_value(url, "sentinelServiceName"))
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "{:?} names no service: add ?service=<the name the sentinels \
+                             monitor the primary under>, e.g. ?service=mymaster",
+                            redact(url)
+                        ))
+                    })?;
+                let fred_url = fred_multi_host_url(url, Some(&service)).map_err(invalid)?;
+                (
+                    read(Config::from_url_sentinel(&fred_url))?,
+                    RedisTopology::Sentinel { service },
+                )
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{:?} is not a Redis URL: use redis://host:6379[/db], rediss://host:6380 \
+                     (TLS), redis-cluster://host:7000,host:7001 or \
+                     redis-sentinel://host:26379,host:26380?service=mymaster",
+                    redact(url)
+                )))
+            }
+        };
+        if tls && !cfg!(feature = "tls") {
+            return Err(invalid(format!(
+                "{}:// needs the `tls` feature of fraiseql-eventbus-redis",
+                scheme.unwrap_or_default()
+            )));
         }
-        let host = match &fred.server {
-            fred::types::config::ServerConfig::Centralized { server } => {
-                format!("{}:{}", server.host, server.port)
+        let servers = |servers: &[fred::types::config::Server]| {
+            let mut names: Vec<String> = servers
+                .iter()
+                .map(|s| format!("{}:{}", s.host, s.port))
+                .collect();
+            names.sort();
+            names.join(",")
+        };
+        let host = match (&fred.server, &topology) {
+            (ServerConfig::Centralized { server }, _) => format!("{}:{}", server.host, server.port),
+            (ServerConfig::Clustered { hosts, .. }, _) => format!("cluster {}", servers(hosts)),
+            (ServerConfig::Sentinel { hosts, .. }, RedisTopology::Sentinel { service }) => {
+                format!("sentinel {service}@{}", servers(hosts))
             }
             _ => redact(url),
         };
@@ -164,6 +253,7 @@ impl RedisBusConfig {
             url: url.to_owned(),
             host,
             fred,
+            topology,
             mode: RedisMode::default(),
             prefix: DEFAULT_PREFIX.to_owned(),
             stream_max_len: 100_000,
@@ -175,10 +265,18 @@ impl RedisBusConfig {
             connect_timeout: Duration::from_secs(5),
             stream_capacity: fraiseql_subscriptions::DEFAULT_STREAM_CAPACITY,
             pubsub_buffer: 65_536,
+            topology_check: Duration::from_secs(1),
         })
     }
 
-    /// The server as `host:port`, for messages (never the password).
+    /// The deployment the URL names: one server, a cluster, or a primary behind Sentinel.
+    #[must_use]
+    pub const fn topology(&self) -> &RedisTopology {
+        &self.topology
+    }
+
+    /// The server as `host:port` (`cluster host:port,...` or `sentinel service@host:port,...`),
+    /// for messages (never the password).
     #[must_use]
     pub fn host(&self) -> &str {
         &self.host
@@ -248,6 +346,14 @@ impl RedisBusConfig {
         self
     }
 
+    /// Sets how often a cluster's slot map is checked (and, in streams mode, every stream
+    /// read without a wake-up).
+    #[must_use]
+    pub const fn with_topology_check(mut self, every: Duration) -> Self {
+        self.topology_check = every;
+        self
+    }
+
     /// Sets the pubsub-mode message buffer.
     #[must_use]
     pub const fn with_pubsub_buffer(mut self, buffer: usize) -> Self {
@@ -308,13 +414,77 @@ impl RedisBusConfig {
         if self.pubsub_buffer == 0 {
             return invalid("pubsub_buffer", "must be at least 1");
         }
+        if self.topology_check < Duration::from_millis(10)
+            || self.topology_check > Duration::from_secs(60)
+        {
+            return invalid("topology_check", "must be between 10 ms and 60 s");
+        }
         Ok(())
     }
 
-    /// The Redis key of a channel's stream, or the Redis channel of a channel.
+    /// The Redis key of a channel's stream, or the Redis channel of a channel. On a cluster
+    /// the channel is the key's hash tag (`fraiseql:{room:1}`): the slot, and so the shard,
+    /// follows the channel alone, and a stream and its wake-up channel share one.
     pub(crate) fn key_of(&self, channel: &str) -> String {
-        format!("{}{channel}", self.prefix)
+        if self.topology == RedisTopology::Cluster {
+            format!("{}{{{channel}}}", self.prefix)
+        } else {
+            format!("{}{channel}", self.prefix)
+        }
     }
+
+    /// The channel a key of [`Self::key_of`] names, if it is one of this bus's.
+    pub(crate) fn channel_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        if self.topology == RedisTopology::Cluster {
+            rest.strip_prefix('{')?.strip_suffix('}')
+        } else {
+            Some(rest)
+        }
+    }
+}
+
+/// The value of `name` in `url`'s query, if present.
+fn query_value(url: &str, name: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| value.to_owned())
+    })
+}
+
+/// `scheme://auth@h1:p1,h2:p2/path?query` as fred reads several hosts:
+/// `scheme://auth@h1:p1/path?node=h2:p2&...`, with `service=` renamed `sentinelServiceName=`.
+fn fred_multi_host_url(url: &str, service: Option<&str>) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{:?} has no scheme", redact(url)))?;
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (auth, hosts) = match authority.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let mut hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
+    let first = hosts
+        .next()
+        .ok_or_else(|| format!("{:?} names no host", redact(url)))?;
+    let mut params: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if key != "service" && key != "sentinelServiceName" {
+            params.push(pair.to_owned());
+        }
+    }
+    if let Some(service) = service {
+        params.push(format!("sentinelServiceName={service}"));
+    }
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
+    };
+    Ok(format!("{scheme}://{auth}{first}{path}{query}"))
 }
 
 /// `url` with the password (if any) replaced by `***`.
@@ -372,6 +542,47 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("read_batch"), "{err}");
+    }
+
+    #[test]
+    fn cluster_urls_list_their_nodes_and_tag_keys_by_channel() {
+        let config =
+            RedisBusConfig::from_url("redis-cluster://:pw@10.0.0.1:7000,10.0.0.2:7001").unwrap();
+        assert_eq!(config.topology(), &RedisTopology::Cluster);
+        assert_eq!(config.host(), "cluster 10.0.0.1:7000,10.0.0.2:7001");
+        assert!(!format!("{config:?}").contains("pw"));
+        assert_eq!(config.key_of("room:1"), "fraiseql:{room:1}");
+        assert_eq!(config.channel_of("fraiseql:{room:1}"), Some("room:1"));
+        assert_eq!(config.channel_of("other:{room:1}"), None);
+        // fred's own spelling works too.
+        let config = RedisBusConfig::from_url("redis-cluster://h1:7000?node=h2:7001").unwrap();
+        assert_eq!(config.host(), "cluster h1:7000,h2:7001");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn sentinel_urls_need_a_service() {
+        let config =
+            RedisBusConfig::from_url("redis-sentinel://s1:26379,s2:26380/2?service=mymaster")
+                .unwrap();
+        assert_eq!(
+            config.topology(),
+            &RedisTopology::Sentinel {
+                service: "mymaster".to_owned()
+            }
+        );
+        assert_eq!(config.host(), "sentinel mymaster@s1:26379,s2:26380");
+        assert_eq!(config.key_of("room:1"), "fraiseql:room:1");
+        let err = RedisBusConfig::from_url("redis-sentinel://s1:26379").unwrap_err();
+        assert!(err.to_string().contains("?service="), "{err}");
+    }
+
+    #[test]
+    fn single_server_keys_are_prefix_and_channel() {
+        let config = RedisBusConfig::from_url("redis://127.0.0.1").unwrap();
+        assert_eq!(config.topology().name(), "single");
+        assert_eq!(config.key_of("a"), "fraiseql:a");
+        assert_eq!(config.channel_of("fraiseql:a"), Some("a"));
     }
 
     #[test]

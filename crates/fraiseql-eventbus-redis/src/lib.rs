@@ -31,15 +31,19 @@
 //! ```
 
 mod bus;
+mod cluster;
 mod config;
 mod error;
 mod pubsub;
+mod shard_reader;
 mod shared;
 mod stream_log;
 mod stream_reader;
+mod supervisor;
+mod topology_watch;
 
 pub use bus::RedisBus;
-pub use config::{RedisBusConfig, RedisMode, DEFAULT_PREFIX};
+pub use config::{RedisBusConfig, RedisMode, RedisTopology, DEFAULT_PREFIX};
 pub use error::RedisBusError;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

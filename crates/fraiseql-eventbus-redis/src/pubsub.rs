@@ -1,4 +1,6 @@
-//! Pubsub mode: the dispatcher that turns messages of the SUBSCRIBE connection into events.
+//! The dispatcher of the listening connection's messages: in pubsub mode each message is an
+//! event for the local subscribers of its channel; in streams mode on a cluster it is a
+//! stream's wake-up, and the channel is marked for the shard reader.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use fraiseql_subscriptions::Event;
 use fred::types::Message;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use crate::config::RedisMode;
 use crate::shared::Shared;
 
 /// Reads the listener's messages (`messages`, taken from the listener before any
@@ -31,9 +34,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut messages: broadcast::Receiver<M
             }
             Err(RecvError::Closed) => return,
         };
-        let Some(channel) = message.channel.strip_prefix(shared.config.prefix.as_str()) else {
+        let Some(channel) = shared.config.channel_of(&message.channel) else {
             continue;
         };
+        if shared.config.mode == RedisMode::Streams {
+            shared.mark_dirty(channel);
+            continue;
+        }
         let Some(subscribers) = shared.subscribers_of(channel) else {
             continue;
         };

@@ -11,7 +11,8 @@ use fred::prelude::{Client, ClientLike, PubsubInterface};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RedisBusConfig, RedisMode};
+use crate::cluster;
+use crate::config::{RedisBusConfig, RedisMode, RedisTopology};
 use crate::error::command_error;
 use crate::stream_log::{self, Cursor};
 
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) publisher: Client,
     /// The SUBSCRIBE connection (pubsub) or the XREAD BLOCK connection (streams).
     pub(crate) listener: Client,
+    /// Streams mode on a cluster: the shard reader's client (`XREAD` without `BLOCK`).
+    pub(crate) reader: Option<Client>,
     /// Streams mode: a small stream only this node reads, written to wake its reader when
     /// a channel is added.
     pub(crate) wake_key: String,
@@ -49,11 +52,72 @@ pub(crate) struct Shared {
     pub(crate) gaps: AtomicU64,
     pub(crate) next_stream: AtomicU64,
     pub(crate) cancel: CancellationToken,
+    /// Streams mode on a cluster: channels whose wake-up message arrived, to be read.
+    pub(crate) dirty: Mutex<HashSet<String>>,
+    /// Streams mode on a cluster: wakes the reader when `dirty` gains a channel.
+    pub(crate) dirty_notify: tokio::sync::Notify,
+    /// A resubscription failed (Redis unreachable): the next topology check tries again.
+    pub(crate) resubscribe_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn local(&self) -> MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the bus talks to a Redis Cluster.
+    pub(crate) fn clustered(&self) -> bool {
+        self.config.topology == RedisTopology::Cluster
+    }
+
+    /// Whether the listening connection holds (shard) channel subscriptions: pubsub mode,
+    /// and streams mode on a cluster, where each channel's shard channel wakes the reader.
+    pub(crate) fn listens_on_channels(&self) -> bool {
+        self.config.mode == RedisMode::PubSub || self.clustered()
+    }
+
+    /// Streams mode on a cluster: marks `channel` to be read and wakes the reader.
+    pub(crate) fn mark_dirty(&self, channel: &str) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(channel.to_owned());
+        self.dirty_notify.notify_one();
+    }
+
+    /// Starts listening to `channels` on the listening connection: `SUBSCRIBE` confirmed by
+    /// a `PING`, or on a cluster `SSUBSCRIBE` per slot.
+    async fn listen(&self, channels: &[String]) -> Result<(), BusError> {
+        let keys: Vec<String> = channels.iter().map(|c| self.config.key_of(c)).collect();
+        if self.clustered() {
+            return cluster::ssubscribe(&self.listener, &keys)
+                .await
+                .map_err(|e| command_error(&self.config.host, "SSUBSCRIBE", &e));
+        }
+        self.listener
+            .subscribe(keys)
+            .await
+            .map_err(|e| command_error(&self.config.host, "SUBSCRIBE", &e))?;
+        self.confirm_listening().await
+    }
+
+    /// Stops listening to `channels`, returning once Redis has applied it.
+    async fn unlisten(&self, channels: &[String]) -> Result<(), BusError> {
+        let keys: Vec<String> = channels.iter().map(|c| self.config.key_of(c)).collect();
+        if self.clustered() {
+            return cluster::sunsubscribe(&self.listener, &keys)
+                .await
+                .map_err(|e| command_error(&self.config.host, "SUNSUBSCRIBE", &e));
+        }
+        self.listener
+            .unsubscribe(keys)
+            .await
+            .map_err(|e| command_error(&self.config.host, "UNSUBSCRIBE", &e))?;
+        // As for SUBSCRIBE: return only once Redis has applied it, so an event published
+        // after `unsubscribe` returned can never reach this node, and so never reaches a
+        // stream that subscribes to the channel again meanwhile (the EventBus contract,
+        // rule 6).
+        self.confirm_listening().await
     }
 
     /// Hands `event` to `subscribers`, waiting when a queue is full (back-pressure);
@@ -120,23 +184,18 @@ impl Shared {
         fresh.dedup();
         let mut cursors = HashMap::new();
         if !fresh.is_empty() {
-            match self.config.mode {
-                RedisMode::PubSub => {
-                    let keys: Vec<String> = fresh.iter().map(|c| self.config.key_of(c)).collect();
-                    self.listener
-                        .subscribe(keys)
+            if self.listens_on_channels() {
+                // Streams on a cluster: the wake-up channel first, so every entry after the
+                // tip read below is followed by a wake-up this node hears.
+                self.listen(&fresh).await?;
+            }
+            if self.config.mode == RedisMode::Streams {
+                for channel in &fresh {
+                    let key = self.config.key_of(channel);
+                    let cursor = stream_log::tip(&self.publisher, &key)
                         .await
-                        .map_err(|e| command_error(&self.config.host, "SUBSCRIBE", &e))?;
-                    self.confirm_listening().await?;
-                }
-                RedisMode::Streams => {
-                    for channel in &fresh {
-                        let key = self.config.key_of(channel);
-                        let cursor = stream_log::tip(&self.publisher, &key)
-                            .await
-                            .map_err(|e| command_error(&self.config.host, "XREVRANGE", &e))?;
-                        cursors.insert(channel.clone(), cursor);
-                    }
+                        .map_err(|e| command_error(&self.config.host, "XREVRANGE", &e))?;
+                    cursors.insert(channel.clone(), cursor);
                 }
             }
         }
@@ -158,7 +217,7 @@ impl Shared {
                 }
             }
         }
-        if self.config.mode == RedisMode::Streams && !fresh.is_empty() {
+        if self.config.mode == RedisMode::Streams && !self.clustered() && !fresh.is_empty() {
             // The new cursors are already concrete ids, so nothing can be missed; waking the
             // reader only makes it include the new streams now rather than after its BLOCK.
             if let Err(err) = stream_log::wake(&self.publisher, &self.wake_key).await {
@@ -225,44 +284,35 @@ impl Shared {
             }
             idle
         };
-        if !idle.is_empty() && self.config.mode == RedisMode::PubSub {
-            let keys: Vec<String> = idle.iter().map(|c| self.config.key_of(c)).collect();
-            self.listener
-                .unsubscribe(keys)
-                .await
-                .map_err(|e| command_error(&self.config.host, "UNSUBSCRIBE", &e))?;
-            // As for SUBSCRIBE: return only once Redis has applied it, so an event published
-            // after `unsubscribe` returned can never reach this node, and so never reaches a
-            // stream that subscribes to the channel again meanwhile (the EventBus contract,
-            // rule 6).
-            self.confirm_listening().await?;
+        if !idle.is_empty() && self.listens_on_channels() {
+            self.unlisten(&idle).await?;
         }
         Ok(())
     }
 
-    /// Pubsub mode, after a reconnect: SUBSCRIBE again to every channel with local
-    /// subscribers (a new connection starts with none).
+    /// After a reconnect (or, on a cluster, a slot that moved): listen again to every
+    /// channel with local subscribers (a new connection starts with none). A failure is
+    /// logged and, on a cluster, retried at the next topology check.
     pub(crate) async fn resubscribe_all(&self) {
         let _order = self.membership.lock().await;
-        let keys: Vec<String> = self
-            .local()
-            .channels
-            .keys()
-            .map(|c| self.config.key_of(c))
-            .collect();
-        if keys.is_empty() {
+        let channels: Vec<String> = self.local().channels.keys().cloned().collect();
+        if channels.is_empty() {
             return;
         }
-        let subscribed = match self.listener.subscribe(keys).await {
-            Ok(()) => self.confirm_listening().await,
-            Err(err) => Err(command_error(&self.config.host, "SUBSCRIBE", &err)),
-        };
-        match subscribed {
+        match self.listen(&channels).await {
             Ok(()) => {
-                tracing::info!(host = %self.config.host, "Redis bus resubscribed after reconnect");
+                self.resubscribe_failed.store(false, Ordering::Relaxed);
+                tracing::info!(host = %self.config.host, channels = channels.len(), "Redis bus listening again after a reconnect or a topology change");
             }
             Err(err) => {
+                self.resubscribe_failed.store(true, Ordering::Relaxed);
                 tracing::warn!(host = %self.config.host, error = %err, "Redis bus could not resubscribe after reconnect");
+            }
+        }
+        if self.config.mode == RedisMode::Streams {
+            // Whatever was written while this node was not listening is read now.
+            for channel in channels {
+                self.mark_dirty(&channel);
             }
         }
     }

@@ -62,6 +62,10 @@ pub(crate) enum Continuity {
     Contiguous,
     /// `missing` entries between the cursor and this one are gone.
     Gap { missing: u64 },
+    /// The numbering went back (to `n`, not 1): Redis lost the stream's last entries after
+    /// this node had read them — a primary that failed before its replica had them, or a
+    /// restart that kept an older copy. Nothing Redis holds was skipped; the entry is new.
+    Rewound,
 }
 
 pub(crate) fn continuity(cursor: Cursor, n: Option<u64>) -> Continuity {
@@ -72,11 +76,9 @@ pub(crate) fn continuity(cursor: Cursor, n: Option<u64>) -> Continuity {
         Some(n) if n > cursor.n => Continuity::Gap {
             missing: n - cursor.n - 1,
         },
-        // Numbered below the cursor yet not 1: the stream was recreated and its first
-        // entries were trimmed too.
-        Some(n) => Continuity::Gap {
-            missing: n.saturating_sub(1),
-        },
+        // At or below the cursor yet not 1, in an entry after it: the tail this node read
+        // is gone from Redis and the numbering continued from the surviving copy.
+        Some(_) => Continuity::Rewound,
     }
 }
 
@@ -155,6 +157,7 @@ mod tests {
         assert_eq!(continuity(at(4), None), Continuity::Contiguous);
         // A stream created anew (Redis restarted without persistence) starts at 1.
         assert_eq!(continuity(at(40), Some(1)), Continuity::Contiguous);
-        assert_eq!(continuity(at(40), Some(3)), Continuity::Gap { missing: 2 });
+        // A failover that lost entries 39 and 40 after this node read them.
+        assert_eq!(continuity(at(40), Some(39)), Continuity::Rewound);
     }
 }

@@ -66,7 +66,7 @@ pub(crate) async fn run_reader(shared: Arc<Shared>) {
                 }
                 continue;
             }
-            let Some(channel) = key.strip_prefix(config.prefix.as_str()) else {
+            let Some(channel) = config.channel_of(&key) else {
                 continue;
             };
             for (id, fields) in batch {
@@ -79,7 +79,7 @@ pub(crate) async fn run_reader(shared: Arc<Shared>) {
 /// Advances `channel`'s cursor past entry `id` and delivers it, after a gap notice when
 /// entries before it were trimmed unread. Entries at or before the cursor (a read that raced
 /// with the channel being dropped and added again) are skipped: each is delivered once.
-async fn read_entry(
+pub(crate) async fn read_entry(
     shared: &Arc<Shared>,
     channel: &str,
     id: &str,
@@ -107,6 +107,14 @@ async fn read_entry(
         }
         (state.subscribers.clone(), continuity)
     };
+    if continuity == Continuity::Rewound {
+        tracing::warn!(
+            channel,
+            n,
+            "the Redis stream's numbering went back: Redis lost entries this node had \
+             already read (a failover before the replica had them); continuing"
+        );
+    }
     if let Continuity::Gap { missing } = continuity {
         shared.gaps.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
