@@ -175,14 +175,21 @@ bench-resolver: (python-dev "--release")
     .venv/bin/python benches/python/resolver_cost.py
 
 # Two demo processes on ports 8000 and 8001 sharing one Redis (start it with
-# `redis-server --daemonize yes --port 6379 --save ""`): a message sent on one page shows on the other.
-demo-cluster:
+# `redis-server --daemonize yes --port 6379 --save ""`): a message sent on one page shows on
+# the other. `bus` may name a Redis Cluster (`just redis-cluster start` prints its URL) or a
+# primary behind Sentinel: `just demo-cluster redis-cluster://127.0.0.1:7000,127.0.0.1:7001`.
+demo-cluster bus="redis://127.0.0.1:6379":
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build -p fraiseql-server --example demo
     trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM
-    target/debug/examples/demo --bind 127.0.0.1:8000 --bus redis://127.0.0.1:6379 &
-    target/debug/examples/demo --bind 127.0.0.1:8001 --bus redis://127.0.0.1:6379 &
+    target/debug/examples/demo --bind 127.0.0.1:8000 --bus "{{bus}}" &
+    target/debug/examples/demo --bind 127.0.0.1:8001 --bus "{{bus}}" &
     echo "demo node A: http://127.0.0.1:8000"
     echo "demo node B: http://127.0.0.1:8001"
     wait
+
+# A local Redis Cluster (3 primaries + 3 replicas on ports 7000-7005, nothing on disk):
+# `just redis-cluster start` prints the bus URL, `just redis-cluster stop` removes it.
+redis-cluster action="start" base="7000":
+    scripts/redis-cluster.sh {{action}} {{base}}

@@ -76,8 +76,9 @@ struct Args {
     /// Accepted token issuer (repeatable).
     #[arg(long)]
     jwt_issuer: Vec<String>,
-    /// The event bus: `memory` (one process, the default), `redis://host:6379[/db]` or
-    /// `postgres://user@host/db` (several processes sharing events).
+    /// The event bus: `memory` (one process, the default), `redis://host:6379[/db]`,
+    /// `redis-cluster://host:7000,host:7001`, `redis-sentinel://host:26379?service=mymaster`
+    /// or `postgres://user@host/db` (several processes sharing events).
     #[arg(long, env = "FRAISEQL_BUS")]
     bus: Option<String>,
     /// Redis delivery mode: `pubsub` (lowest latency) or `streams` (durable, resumes

@@ -1,5 +1,6 @@
-//! Two `fraiseql-server` processes sharing one Redis (`--bus redis://...`): an event POSTed to
-//! one reaches a WebSocket subscriber of the other, in order, in both bus modes.
+//! Two `fraiseql-server` processes sharing one Redis (`--bus redis://...`), or a Redis Cluster
+//! the test starts (`--bus redis-cluster://...`): an event POSTed to one reaches a WebSocket
+//! subscriber of the other, in order, in both bus modes.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,6 +9,9 @@
 )]
 
 mod common;
+// The Redis bus crate's harness: local `redis-server` processes forming a cluster.
+#[path = "../../fraiseql-eventbus-redis/tests/redis_topology/mod.rs"]
+mod redis_topology;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -45,8 +49,8 @@ fn redis_available() -> bool {
     }
 }
 
-/// Starts the binary on the shared Redis; returns it with its address.
-fn start_node(mode: &str, prefix: &str) -> (ServerProcess, std::net::SocketAddr) {
+/// Starts the binary on the bus `url`; returns it with its address.
+fn start_node(url: &str, mode: &str, prefix: &str) -> (ServerProcess, std::net::SocketAddr) {
     start_server_process(&[
         "--bind",
         "127.0.0.1:0",
@@ -55,13 +59,15 @@ fn start_node(mode: &str, prefix: &str) -> (ServerProcess, std::net::SocketAddr)
         "--publish-token",
         "t",
         "--bus",
-        "redis://127.0.0.1:6379",
+        url,
         "--bus-mode",
         mode,
         "--bus-prefix",
         prefix,
     ])
 }
+
+const REDIS: &str = "redis://127.0.0.1:6379";
 
 async fn post(addr: std::net::SocketAddr, data: Value) {
     let body = json!({"channel": "room:x", "data": data}).to_string();
@@ -81,10 +87,10 @@ fn message_of(frame: &Value) -> &Value {
     &frame["payload"]["data"]["message"]
 }
 
-async fn events_posted_on_one_process_reach_a_subscriber_of_the_other(mode: &str) {
+async fn events_posted_on_one_process_reach_a_subscriber_of_the_other(url: &str, mode: &str) {
     let prefix = format!("fraiseql-cluster-test:{mode}:{}:", std::process::id());
-    let (_a, addr_a) = start_node(mode, &prefix);
-    let (_b, addr_b) = start_node(mode, &prefix);
+    let (_a, addr_a) = start_node(url, mode, &prefix);
+    let (_b, addr_b) = start_node(url, mode, &prefix);
     let mut client = Client::acknowledged(addr_b, json!({})).await;
     client
         .subscribe(
@@ -127,7 +133,7 @@ async fn two_processes_share_events_through_redis_pubsub() {
     if !redis_available() {
         return;
     }
-    events_posted_on_one_process_reach_a_subscriber_of_the_other("pubsub").await;
+    events_posted_on_one_process_reach_a_subscriber_of_the_other(REDIS, "pubsub").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +141,7 @@ async fn two_processes_share_events_through_redis_streams() {
     if !redis_available() {
         return;
     }
-    events_posted_on_one_process_reach_a_subscriber_of_the_other("streams").await;
+    events_posted_on_one_process_reach_a_subscriber_of_the_other(REDIS, "streams").await;
     // The streams' keys are left to the cap; clean them so runs do not accumulate.
     let prefix = format!("fraiseql-cluster-test:streams:{}:", std::process::id());
     let _ = Command::new("redis-cli")
@@ -146,4 +152,15 @@ async fn two_processes_share_events_through_redis_streams() {
                 let _ = Command::new("redis-cli").args(["DEL", key]).output();
             }
         });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_events_through_a_redis_cluster_in_both_modes() {
+    if !redis_topology::available("two server processes on a Redis Cluster") {
+        return;
+    }
+    let cluster = tokio::task::block_in_place(|| redis_topology::Cluster::start(3));
+    for mode in ["pubsub", "streams"] {
+        events_posted_on_one_process_reach_a_subscriber_of_the_other(&cluster.url(), mode).await;
+    }
 }

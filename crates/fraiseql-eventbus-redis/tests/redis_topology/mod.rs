@@ -177,6 +177,11 @@ impl RedisProcess {
     pub(crate) fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// The `redis-server` process id, while it runs (for `/proc/<pid>/stat`).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for RedisProcess {
@@ -233,6 +238,28 @@ impl Cluster {
             "cluster create failed:\n{created}"
         );
         let cluster = Self { nodes };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// A cluster of one primary (no replica) holding every slot, ready once it says
+    /// `cluster_state:ok`.
+    pub(crate) fn start_single_primary() -> Self {
+        let node = RedisProcess::start(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+        ]);
+        let added = cli(node.port, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+        assert!(added.contains("OK"), "CLUSTER ADDSLOTSRANGE failed: {added}");
+        let port = node.port;
+        wait_until("the one-primary cluster says cluster_state:ok", || {
+            cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+        });
+        let cluster = Self { nodes: vec![node] };
         cluster.wait_healthy();
         cluster
     }

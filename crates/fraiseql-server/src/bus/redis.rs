@@ -1,4 +1,5 @@
-//! `redis://` / `rediss://` buses (`fraiseql-eventbus-redis`).
+//! `redis://` / `rediss://` buses (`fraiseql-eventbus-redis`), and the cluster
+//! (`redis-cluster://`) and Sentinel (`redis-sentinel://`) forms.
 
 use std::sync::Arc;
 

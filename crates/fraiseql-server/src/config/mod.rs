@@ -128,7 +128,8 @@ pub struct HttpSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusSection {
-    /// `memory`, `redis://...`, `rediss://...`, `postgres://...` (default `memory`).
+    /// `memory`, `redis://...`, `rediss://...`, `redis-cluster://...`,
+    /// `redis-sentinel://...?service=...`, `postgres://...` (default `memory`).
     pub url: Option<String>,
     /// The environment variable holding the URL (when it carries a password).
     pub url_env: Option<String>,
