@@ -10,18 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import shutil
+import socket
+import subprocess
 import sys
 import textwrap
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import _free_port, backend_unavailable, client, reachable
 
 from fraiseql_subscriptions import (
+    ConfigurationError,
     EventBusConfig,
     EventBusError,
     PublishError,
@@ -73,6 +79,67 @@ async def test_redis_two_managers_share_events(mode: str) -> None:
     finally:
         await a.shutdown()
         await b.shutdown()
+
+
+CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "redis-cluster.sh"
+
+
+def _free_cluster_base() -> int:
+    """A base port whose six ports and their cluster-bus ports (+10000) are all free."""
+    for _ in range(200):
+        base = random.randrange(20_000, 39_000)
+        ports = [p for port in range(base, base + 6) for p in (port, port + 10_000)]
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in ports:
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no free ports for a Redis Cluster")
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_url() -> Iterator[str]:
+    """A 3-primary, 3-replica Redis Cluster of local processes, stopped after the module."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        backend_unavailable("redis-server and redis-cli >= 7", "apt-get install redis-server")
+    base = _free_cluster_base()
+    started = subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), "start", str(base)], capture_output=True, text=True
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop", str(base)], capture_output=True)
+
+
+def test_redis_urls_name_their_topology() -> None:
+    assert EventBusConfig.redis("redis://127.0.0.1:6379").topology == "single"
+    cluster = EventBusConfig.redis("redis-cluster://:pw@10.0.0.1:7000,10.0.0.2:7001")
+    assert cluster.topology == "cluster"
+    assert "pw" not in repr(cluster)
+    sentinel = EventBusConfig.redis("redis-sentinel://10.0.0.1:26379?service=mymaster")
+    assert sentinel.topology == "sentinel"
+    assert EventBusConfig.memory().topology is None
+    with pytest.raises(ConfigurationError, match=r"\?service="):
+        EventBusConfig.redis("redis-sentinel://10.0.0.1:26379")
+
+
+@pytest.mark.parametrize("mode", ["pubsub", "streams"])
+async def test_redis_cluster_two_managers_share_events(redis_cluster_url: str, mode: str) -> None:
+    prefix = f"pytest-{uuid.uuid4().hex[:8]}:"
+    for room in ("lobby", "garden", "attic"):  # one room on each shard
+        a = manager_on(EventBusConfig.redis(redis_cluster_url, mode=mode, prefix=prefix))
+        b = manager_on(EventBusConfig.redis(redis_cluster_url, mode=mode, prefix=prefix))
+        try:
+            await exchange(a, b, room)
+            assert a.get_metrics()["bus"] == f"redis/{mode}"
+        finally:
+            await a.shutdown()
+            await b.shutdown()
 
 
 async def test_postgres_two_managers_share_events() -> None:
@@ -211,6 +278,23 @@ async def start_redis(port: int) -> asyncio.subprocess.Process:
     raise AssertionError("the private redis-server did not start")
 
 
+async def redis_subscribers(port: int, channel: str) -> int:
+    """`PUBSUB NUMSUB channel` on the Redis at `port`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"PUBSUB NUMSUB {channel}\r\n".encode())
+        await writer.drain()
+        reply = b""
+        while reply.count(b"\r\n") < 4:
+            chunk = await reader.read(1024)
+            if not chunk:
+                break
+            reply += chunk
+        return int(reply.split(b"\r\n")[3].lstrip(b":"))
+    finally:
+        writer.close()
+
+
 def healthz(port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
@@ -233,10 +317,14 @@ async def test_redis_going_away_keeps_the_server_serving() -> None:
         async with client(url) as c:
             await c.init()
             await c.subscribe("s", 'subscription { message(room: "r") { n } }')
-            for _ in range(250):
-                if manager.get_metrics()["active_subscriptions"] == 1:
+            # The engine registers a subscription before the bus has subscribed in Redis,
+            # and pubsub is at-most-once: wait until Redis counts the subscriber.
+            for _ in range(500):
+                if await redis_subscribers(redis_port, "fraiseql:room:r") == 1:
                     break
                 await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the bus never subscribed in Redis")
             await manager.publish("room:r", {"n": 1})
             assert (await c.recv())["payload"] == {"data": {"message": {"n": 1}}}
             assert await asyncio.to_thread(healthz, server.port) == 200

@@ -69,7 +69,9 @@ impl PyEventBusConfig {
         })
     }
 
-    /// A Redis bus: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
+    /// A Redis bus: `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS;
+    /// a Redis Cluster: `redis-cluster://host:7000,host:7001` (sharded pub/sub, Redis >= 7);
+    /// a primary behind Sentinel: `redis-sentinel://host:26379,host:26380?service=mymaster`.
     /// `mode` is `"pubsub"` (lowest latency, at-most-once) or `"streams"` (durable:
     /// resumes after a disconnect); `prefix` separates deployments sharing one Redis.
     /// `consumer_group` (the original plan's argument) is refused with an error naming
@@ -184,6 +186,16 @@ impl PyEventBusConfig {
             BusKind::Memory { .. } => "memory",
             BusKind::Redis(_) => "redis",
             BusKind::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// For a Redis bus, the deployment its URL names: `"single"`, `"cluster"` or
+    /// `"sentinel"`; `None` for the other buses.
+    #[getter]
+    fn topology(&self) -> Option<&'static str> {
+        match &self.kind {
+            BusKind::Redis(cfg) => Some(cfg.topology().name()),
+            _ => None,
         }
     }
 

@@ -118,6 +118,19 @@ impl RedisBus {
         config.validate()?;
         let publisher = build_client(&config, config.command_timeout)?;
         let publisher_task = init(&publisher, &config).await?;
+        if config.topology == RedisTopology::Cluster {
+            // Sharded pub/sub (SSUBSCRIBE / SPUBLISH) arrived in Redis 7.
+            if let Some(version) = publisher.server_version().filter(|v| v.major < 7) {
+                let _ = publisher.quit().await;
+                return Err(RedisBusError::Connect {
+                    host: config.host.clone(),
+                    cause: format!(
+                        "the cluster runs Redis {version}; the bus needs Redis >= 7 on a \
+                         cluster (sharded pub/sub): upgrade it, or use one server (redis://)"
+                    ),
+                });
+            }
+        }
         // The reader's XREAD BLOCK may legitimately wait `read_block`.
         let listener = build_client(&config, config.read_block + config.command_timeout)?;
         let listener_task = match init(&listener, &config).await {

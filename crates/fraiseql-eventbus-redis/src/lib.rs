@@ -1,8 +1,9 @@
 //! Redis event bus for FraiseQL subscriptions: many server processes, one stream of events.
 //!
-//! [`RedisBus`] implements [`fraiseql_subscriptions::EventBus`] over one Redis server (with
-//! the [fred](https://docs.rs/fred) client), so an event published on any process reaches
-//! the subscribers of every process. Two modes ([`RedisMode`]):
+//! [`RedisBus`] implements [`fraiseql_subscriptions::EventBus`] over one Redis server, a Redis
+//! Cluster or a primary behind Sentinel ([`RedisTopology`], from the URL's scheme) with the
+//! [fred](https://docs.rs/fred) client, so an event published on any process reaches the
+//! subscribers of every process. Two modes ([`RedisMode`]):
 //!
 //! - **pubsub**: `PUBLISH` / `SUBSCRIBE`. Lowest latency, at-most-once. Each node subscribes
 //!   only to the channels it has local subscribers for (reference-counted), and again after

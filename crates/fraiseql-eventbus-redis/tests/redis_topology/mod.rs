@@ -243,7 +243,8 @@ impl Cluster {
     }
 
     /// A cluster of one primary (no replica) holding every slot, ready once it says
-    /// `cluster_state:ok`.
+    /// `cluster_state:ok`. Its address is announced: a node no other node has met does not
+    /// know its own IP, and names itself with an empty host in `CLUSTER SLOTS`.
     pub(crate) fn start_single_primary() -> Self {
         let node = RedisProcess::start(&[
             "--cluster-enabled",
@@ -252,9 +253,14 @@ impl Cluster {
             "nodes.conf",
             "--cluster-node-timeout",
             "1000",
+            "--cluster-announce-ip",
+            "127.0.0.1",
         ]);
         let added = cli(node.port, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
-        assert!(added.contains("OK"), "CLUSTER ADDSLOTSRANGE failed: {added}");
+        assert!(
+            added.contains("OK"),
+            "CLUSTER ADDSLOTSRANGE failed: {added}"
+        );
         let port = node.port;
         wait_until("the one-primary cluster says cluster_state:ok", || {
             cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
