@@ -182,23 +182,9 @@ impl Shared {
         };
         fresh.sort();
         fresh.dedup();
-        let mut cursors = HashMap::new();
-        if !fresh.is_empty() {
-            if self.listens_on_channels() {
-                // Streams on a cluster: the wake-up channel first, so every entry after the
-                // tip read below is followed by a wake-up this node hears.
-                self.listen(&fresh).await?;
-            }
-            if self.config.mode == RedisMode::Streams {
-                for channel in &fresh {
-                    let key = self.config.key_of(channel);
-                    let cursor = stream_log::tip(&self.publisher, &key)
-                        .await
-                        .map_err(|e| command_error(&self.config.host, "XREVRANGE", &e))?;
-                    cursors.insert(channel.clone(), cursor);
-                }
-            }
-        }
+        // Registered before Redis is asked to send anything: a message that arrives the
+        // moment the SUBSCRIBE is applied — before its confirmation comes back — finds its
+        // subscriber. A fresh channel has no cursor yet, so the stream readers skip it.
         {
             let mut local = self.local();
             for channel in channels {
@@ -207,7 +193,7 @@ impl Shared {
                     .entry(channel.clone())
                     .or_insert_with(|| ChannelState {
                         subscribers: Vec::new(),
-                        cursor: cursors.get(channel).copied(),
+                        cursor: None,
                     });
                 if !state.subscribers.iter().any(|(id, _)| *id == stream) {
                     state.subscribers.push((stream, sender.clone()));
@@ -217,7 +203,33 @@ impl Shared {
                 }
             }
         }
-        if self.config.mode == RedisMode::Streams && !self.clustered() && !fresh.is_empty() {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        match self.start_listening(&fresh).await {
+            Ok(cursors) => {
+                let mut local = self.local();
+                for (channel, cursor) in cursors {
+                    if let Some(state) = local.channels.get_mut(&channel) {
+                        state.cursor = Some(cursor);
+                    }
+                }
+            }
+            Err(err) => {
+                // Only this stream holds a fresh channel (the membership lock is held).
+                let mut local = self.local();
+                for channel in &fresh {
+                    local.channels.remove(channel);
+                }
+                if let Some((_, names)) = local.streams.get_mut(&stream) {
+                    for channel in &fresh {
+                        names.remove(channel);
+                    }
+                }
+                return Err(err);
+            }
+        }
+        if self.config.mode == RedisMode::Streams && !self.clustered() {
             // The new cursors are already concrete ids, so nothing can be missed; waking the
             // reader only makes it include the new streams now rather than after its BLOCK.
             if let Err(err) = stream_log::wake(&self.publisher, &self.wake_key).await {
@@ -225,6 +237,27 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Listens to `fresh` channels (pubsub; streams on a cluster: their wake-ups) and, in
+    /// streams mode, reads where each stream ends now: where its readers start.
+    async fn start_listening(&self, fresh: &[String]) -> Result<HashMap<String, Cursor>, BusError> {
+        let mut cursors = HashMap::new();
+        if self.listens_on_channels() {
+            // Streams on a cluster: the wake-up channel first, so every entry after the tip
+            // read below is followed by a wake-up this node hears.
+            self.listen(fresh).await?;
+        }
+        if self.config.mode == RedisMode::Streams {
+            for channel in fresh {
+                let key = self.config.key_of(channel);
+                let cursor = stream_log::tip(&self.publisher, &key)
+                    .await
+                    .map_err(|e| command_error(&self.config.host, "XREVRANGE", &e))?;
+                cursors.insert(channel.clone(), cursor);
+            }
+        }
+        Ok(cursors)
     }
 
     /// Returns once Redis has applied the SUBSCRIBEs (or UNSUBSCRIBEs) sent on the listening
