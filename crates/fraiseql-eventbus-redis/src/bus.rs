@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use fraiseql_subscriptions::{
     validate_channel, BusError, BusStats, Event, EventBus, EventStream, StreamId,
 };
-use fred::interfaces::LuaInterface;
 use fred::prelude::{
     Builder, Client, ClientLike, EventInterface, KeysInterface, PubsubInterface, ReconnectPolicy,
     Value,
@@ -49,6 +48,8 @@ pub struct RedisBus {
     shared: Arc<Shared>,
     /// Streams mode: the script that numbers and appends an entry.
     append: Script,
+    /// Streams mode on a cluster: the same, and the wake-up of the stream's readers.
+    append_and_wake: Script,
 }
 
 impl fmt::Debug for RedisBus {
@@ -236,7 +237,11 @@ impl RedisBus {
                 let _ = reader.quit().await;
             }
         });
-        Ok(Self { shared, append })
+        Ok(Self {
+            shared,
+            append,
+            append_and_wake: Script::from_lua(stream_log::APPEND_AND_WAKE_LUA),
+        })
     }
 
     /// The configuration the bus runs with.
@@ -306,29 +311,19 @@ impl EventBus for RedisBus {
             RedisMode::Streams => {
                 let args = vec![shared.config.stream_max_len.to_string(), payload];
                 let appended: Result<Value, _> = if shared.clustered() {
-                    // The script's text each time, not its hash: a replica promoted by a
-                    // failover, or a primary a slot moved to, may not have it cached, and
-                    // reloading it means reaching every primary of the slot map, a dead one
-                    // included. Redis compiles a script once and keeps it either way.
-                    shared
-                        .publisher
-                        .eval(stream_log::APPEND_LUA, key.as_str(), args)
-                        .await
+                    stream_log::append_and_wake(
+                        &shared.publisher,
+                        self.append_and_wake.sha1(),
+                        &key,
+                        args,
+                    )
+                    .await
                 } else {
                     self.append
                         .evalsha_with_reload(&shared.publisher, key.as_str(), args)
                         .await
                 };
                 appended.map_err(|e| command_error(&shared.config.host, "XADD", &e))?;
-                if shared.clustered() {
-                    // The wake-up of the nodes reading this stream. The entry is stored
-                    // already; a wake-up lost here only delays it to their next full read
-                    // (`topology_check`).
-                    let woken: Result<i64, _> = shared.publisher.spublish(key, "").await;
-                    if let Err(err) = woken {
-                        tracing::debug!(error = %err, "could not wake the readers of a Redis stream");
-                    }
-                }
             }
         }
         shared.published.fetch_add(1, Ordering::Relaxed);

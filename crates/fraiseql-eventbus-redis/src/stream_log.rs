@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use fred::interfaces::LuaInterface;
 use fred::prelude::{Client, KeysInterface, StreamsInterface, Value};
 
 /// Appends an entry numbered one past the stream's last (`n`), so a reader can tell a
@@ -22,6 +23,42 @@ if last[1] then
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'e', ARGV[2])
 ";
+
+/// [`APPEND_LUA`] for a Redis Cluster: the same append, then the wake-up of the stream's
+/// readers on its shard channel — named like the key, so it hashes to the script's slot —
+/// in the same command.
+pub(crate) const APPEND_AND_WAKE_LUA: &str = r"
+local n = 1
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'n' then n = tonumber(fields[i + 1]) + 1 end
+  end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'e', ARGV[2])
+redis.call('SPUBLISH', KEYS[1], '')
+return id
+";
+
+/// Appends `payload` to `key`'s stream on a cluster and wakes its readers, in one command:
+/// `EVALSHA` of [`APPEND_AND_WAKE_LUA`], or its text (`EVAL`, which also caches it there)
+/// when the node answering — a replica promoted by a failover, a primary a slot moved to —
+/// does not have it yet. Reloading through fred would send `SCRIPT LOAD` to every primary of
+/// its slot map, a dead one included.
+pub(crate) async fn append_and_wake(
+    client: &Client,
+    sha: &str,
+    key: &str,
+    args: Vec<String>,
+) -> Result<Value, fred::error::Error> {
+    match client.evalsha(sha, key, args.clone()).await {
+        Err(err) if err.details().starts_with("NOSCRIPT") => {
+            client.eval(APPEND_AND_WAKE_LUA, key, args).await
+        }
+        result => result,
+    }
+}
 
 /// A stream entry id, `<milliseconds>-<sequence>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
