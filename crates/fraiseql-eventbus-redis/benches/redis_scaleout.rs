@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fraiseql_eventbus_redis::{RedisBus, RedisBusConfig, RedisMode};
-use fraiseql_subscriptions::{Event, EventBus};
+use fraiseql_subscriptions::{Event, EventBus, EventStream};
 use redis_topology::{available, cli, Cluster, RedisProcess};
 use serde_json::json;
 
@@ -165,9 +165,22 @@ async fn throughput(
             }
         });
     }
+    let (received, elapsed) = drain(&mut stream, THROUGHPUT_EVENTS, start).await;
+    let after = cpu_snapshot(target);
+    Throughput {
+        rate: received as f64 / elapsed.as_secs_f64(),
+        received,
+        cpu: after.iter().zip(&before).map(|(a, b)| a - b).collect(),
+    }
+}
+
+/// Receives from `stream` until `expected` events (gap notices aside) have arrived or nothing
+/// arrives for `STALL`; returns how many arrived and the time since `start` (without the
+/// stall).
+async fn drain(stream: &mut EventStream, expected: u64, start: Instant) -> (u64, Duration) {
     let mut received = 0;
     let mut batch = Vec::new();
-    while received < THROUGHPUT_EVENTS {
+    while received < expected {
         match tokio::time::timeout(STALL, stream.recv()).await {
             Ok(Some(event)) => {
                 stream.try_recv_many(&mut batch, 4096);
@@ -180,17 +193,12 @@ async fn throughput(
             Ok(None) | Err(_) => break,
         }
     }
-    let elapsed = if received == THROUGHPUT_EVENTS {
+    let elapsed = if received == expected {
         start.elapsed()
     } else {
         start.elapsed().saturating_sub(STALL)
     };
-    let after = cpu_snapshot(target);
-    Throughput {
-        rate: received as f64 / elapsed.as_secs_f64(),
-        received,
-        cpu: after.iter().zip(&before).map(|(a, b)| a - b).collect(),
-    }
+    (received, elapsed)
 }
 
 /// p50, p99 and max publish-to-receive latency, in µs, of `LATENCY_EVENTS` events published
@@ -385,29 +393,7 @@ async fn fanout(target: &Target, mode: RedisMode, subscribers: usize) -> Fanout 
     let receivers: Vec<_> = streams
         .into_iter()
         .map(|mut stream| {
-            tokio::spawn(async move {
-                let mut received = 0;
-                let mut batch = Vec::new();
-                while received < FANOUT_EVENTS {
-                    match tokio::time::timeout(STALL, stream.recv()).await {
-                        Ok(Some(event)) => {
-                            stream.try_recv_many(&mut batch, 4096);
-                            received += std::iter::once(&event)
-                                .chain(batch.iter())
-                                .filter(|e| !e.is_gap())
-                                .count() as u64;
-                            batch.clear();
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                let elapsed = if received == FANOUT_EVENTS {
-                    start.elapsed()
-                } else {
-                    start.elapsed().saturating_sub(STALL)
-                };
-                (received, elapsed)
-            })
+            tokio::spawn(async move { drain(&mut stream, FANOUT_EVENTS, start).await })
         })
         .collect();
     let senders: Vec<_> = (0..PUBLISHERS)

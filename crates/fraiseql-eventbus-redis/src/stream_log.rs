@@ -8,38 +8,41 @@ use std::fmt;
 use fred::interfaces::LuaInterface;
 use fred::prelude::{Client, KeysInterface, StreamsInterface, Value};
 
+/// The Lua that sets `n` to one past the number of the stream's last entry (1 for an empty
+/// or new stream); the start of both append scripts.
+macro_rules! numbering_lua {
+    () => {
+        r"
+local n = 1
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'n' then n = tonumber(fields[i + 1]) + 1 end
+  end
+end
+"
+    };
+}
+
 /// Appends an entry numbered one past the stream's last (`n`), so a reader can tell a
 /// contiguous read from one that skipped trimmed entries. Runs atomically in Redis, so
 /// concurrent publishers on many nodes still number one sequence per stream. A stream that
 /// was deleted (a Redis restart without persistence) starts again at 1.
-pub(crate) const APPEND_LUA: &str = r"
-local n = 1
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if last[1] then
-  local fields = last[1][2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'n' then n = tonumber(fields[i + 1]) + 1 end
-  end
-end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'e', ARGV[2])
-";
+pub(crate) const APPEND_LUA: &str = concat!(
+    numbering_lua!(),
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'e', ARGV[2])\n"
+);
 
 /// [`APPEND_LUA`] for a Redis Cluster: the same append, then the wake-up of the stream's
 /// readers on its shard channel — named like the key, so it hashes to the script's slot —
 /// in the same command.
-pub(crate) const APPEND_AND_WAKE_LUA: &str = r"
-local n = 1
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if last[1] then
-  local fields = last[1][2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'n' then n = tonumber(fields[i + 1]) + 1 end
-  end
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'e', ARGV[2])
-redis.call('SPUBLISH', KEYS[1], '')
-return id
-";
+pub(crate) const APPEND_AND_WAKE_LUA: &str = concat!(
+    numbering_lua!(),
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'e', ARGV[2])\n",
+    "redis.call('SPUBLISH', KEYS[1], '')\n",
+    "return id\n"
+);
 
 /// Appends `payload` to `key`'s stream on a cluster and wakes its readers, in one command:
 /// `EVALSHA` of [`APPEND_AND_WAKE_LUA`], or its text (`EVAL`, which also caches it there)

@@ -272,12 +272,7 @@ impl Cluster {
 
     /// `redis-cluster://` naming every node.
     pub(crate) fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("redis-cluster://{}", hosts.join(","))
+        format!("redis-cluster://{}", host_list(&self.nodes))
     }
 
     /// Waits until every running node says `cluster_state:ok`, knows every node, and has
@@ -381,6 +376,15 @@ impl Cluster {
     }
 }
 
+/// `127.0.0.1:port,...` of `processes`.
+fn host_list(processes: &[RedisProcess]) -> String {
+    processes
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Parses `CLUSTER NODES`.
 pub(crate) fn parse_nodes(text: &str) -> Vec<NodeInfo> {
     text.lines()
@@ -482,12 +486,10 @@ impl SentinelSet {
 
     /// `redis-sentinel://` naming every sentinel.
     pub(crate) fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .sentinels
-            .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
-            .collect();
-        format!("redis-sentinel://{}?service={SERVICE}", hosts.join(","))
+        format!(
+            "redis-sentinel://{}?service={SERVICE}",
+            host_list(&self.sentinels)
+        )
     }
 
     /// The port of the primary the sentinels name now.

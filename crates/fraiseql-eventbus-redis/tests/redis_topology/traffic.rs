@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fraiseql_eventbus_redis::RedisBus;
+use fraiseql_eventbus_redis::{RedisBus, RedisMode};
 use fraiseql_subscriptions::{Event, EventBus};
+use fred::prelude::Value;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -218,4 +219,50 @@ pub(crate) fn spread_channels(
         }
     }
     channels
+}
+
+/// Every event's number in stream entries as `XRANGE` returns them.
+pub(crate) fn numbers_of(entries: &[(String, HashMap<String, Value>)]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|(_, fields)| {
+            let event = Event::from_wire_json(fields["e"].as_bytes().unwrap()).unwrap();
+            event.data().value().unwrap()["n"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// Reports `channel`'s counts and checks them: no event arrived twice or out of order, and in
+/// streams mode every number Redis still holds (`stored`) was delivered.
+pub(crate) fn check(
+    mode: RedisMode,
+    channel: &str,
+    tally: &Tally,
+    failed_publishes: u64,
+    stored: Option<Vec<u64>>,
+) {
+    eprintln!(
+        "{mode} {channel}: published {}, received {}, lost {}, gaps {}, publishes failed (all channels) {failed_publishes}",
+        tally.published.len(),
+        tally.received.len(),
+        tally.lost().len(),
+        tally.gaps,
+    );
+    assert_eq!(
+        tally.out_of_order(),
+        0,
+        "{mode} {channel}: duplicated or reordered: {:?}",
+        tally.received
+    );
+    if let Some(stored) = stored {
+        let received: std::collections::HashSet<u64> = tally.received.iter().copied().collect();
+        let missed: Vec<u64> = stored
+            .into_iter()
+            .filter(|n| !received.contains(n))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{mode} {channel}: stored but never delivered: {missed:?}"
+        );
+    }
 }
