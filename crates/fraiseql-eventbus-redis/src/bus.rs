@@ -25,12 +25,16 @@ use crate::shared::{Local, Shared};
 use crate::stream_log;
 use crate::supervisor::{supervise, Role};
 
-/// The Redis event bus: every process of a deployment connects to one Redis and sees every
-/// event published by any of them on the channels it has subscribers for.
+/// The Redis event bus: every process of a deployment connects to one Redis (a server, a
+/// cluster, or a primary behind Sentinel) and sees every event published by any of them on
+/// the channels it has subscribers for.
 ///
-/// Three connections: one for commands (PUBLISH / XADD, PING), one that listens (SUBSCRIBE in
-/// pubsub mode, XREAD BLOCK in streams mode), each reconnecting with backoff. A publish goes
-/// only through Redis, so a node receives its own events exactly once, like any other node's.
+/// Two clients, each reconnecting with backoff and supervised (restarted if its connection
+/// task ends): one for commands (PUBLISH / XADD, PING), one that listens (SUBSCRIBE in pubsub
+/// mode, XREAD BLOCK in streams mode; on a cluster SSUBSCRIBE in both modes), plus, in streams
+/// mode on a cluster, a third for the shard reader's reads. On a cluster each client holds a
+/// connection per primary. A publish goes only through Redis, so a node receives its own
+/// events exactly once, like any other node's.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -215,7 +219,7 @@ impl RedisBus {
             let messages = shared.listener.message_rx();
             tokio::spawn(crate::pubsub::run(Arc::clone(&shared), messages));
         }
-        if shared.clustered() {
+        if shared.listens_on_channels() {
             tokio::spawn(crate::topology_watch::run(Arc::clone(&shared)));
         }
         if shared.config.mode == RedisMode::Streams {

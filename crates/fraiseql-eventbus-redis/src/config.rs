@@ -140,7 +140,8 @@ pub struct RedisBusConfig {
     pub pubsub_buffer: usize,
     /// Redis Cluster: how often the bus reads the cluster's slot map to notice a slot that
     /// moved (a resharding, a failover) and listen again where the slot now lives; in
-    /// streams mode also how often every stream is read even without a wake-up. Default 1 s.
+    /// streams mode also how often every stream is read even without a wake-up. Everywhere:
+    /// how soon a resubscription that failed after a reconnect is tried again. Default 1 s.
     pub topology_check: Duration,
 }
 

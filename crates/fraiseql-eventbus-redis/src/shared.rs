@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) dirty: Mutex<HashSet<String>>,
     /// Streams mode on a cluster: wakes the reader when `dirty` gains a channel.
     pub(crate) dirty_notify: tokio::sync::Notify,
-    /// A resubscription failed (Redis unreachable): the next topology check tries again.
+    /// A resubscription failed (Redis unreachable): the next `topology_check` tries again.
     pub(crate) resubscribe_failed: std::sync::atomic::AtomicBool,
 }
 
@@ -325,7 +325,7 @@ impl Shared {
 
     /// After a reconnect (or, on a cluster, a slot that moved): listen again to every
     /// channel with local subscribers (a new connection starts with none). A failure is
-    /// logged and, on a cluster, retried at the next topology check.
+    /// logged and retried at the next `topology_check`.
     pub(crate) async fn resubscribe_all(&self) {
         let _order = self.membership.lock().await;
         let channels: Vec<String> = self.local().channels.keys().cloned().collect();

@@ -55,6 +55,9 @@ pub(crate) async fn append_and_wake(
     key: &str,
     args: Vec<String>,
 ) -> Result<Value, fred::error::Error> {
+    // As `Value`s the arguments share their bytes, so keeping them for a second attempt
+    // copies no payload.
+    let args: Vec<Value> = args.into_iter().map(Value::from).collect();
     match client.evalsha(sha, key, args.clone()).await {
         Err(err) if err.details().starts_with("NOSCRIPT") => {
             client.eval(APPEND_AND_WAKE_LUA, key, args).await

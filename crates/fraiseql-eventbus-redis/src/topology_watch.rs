@@ -4,6 +4,9 @@
 //! the bus reads the slot map again and, when a slot its channels hash to has a new owner
 //! (or a resubscription failed), listens to every channel again: `SSUBSCRIBE` on a channel
 //! already listened to is a no-op, and each goes to the slot's owner now.
+//!
+//! On one server or behind Sentinel the same task only retries a resubscription that failed
+//! after a reconnect (Redis answered the reconnect but not yet the `SUBSCRIBE`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -21,6 +24,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::select! {
             () = shared.cancel.cancelled() => return,
             () = tokio::time::sleep(shared.config.topology_check) => {}
+        }
+        if !shared.clustered() {
+            if shared.resubscribe_failed.load(Ordering::Relaxed) {
+                shared.resubscribe_all().await;
+            }
+            continue;
         }
         if let Err(err) = cluster::refresh(&shared.listener).await {
             tracing::debug!(host = %shared.config.host, error = %err, "could not read the cluster's slot map");
