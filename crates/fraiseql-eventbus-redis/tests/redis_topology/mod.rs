@@ -95,15 +95,28 @@ impl RedisProcess {
     /// Starts `redis-server` on a free port with `args` (and no persistence), in a fresh
     /// directory, and waits until it answers.
     pub(crate) fn start(args: &[&str]) -> Self {
+        Self::start_with_config(None, args)
+    }
+
+    /// As [`Self::start`], with a config file of `config` (written in the process's
+    /// directory, where a sentinel also rewrites it) ahead of `args`.
+    pub(crate) fn start_with_config(config: Option<&str>, args: &[&str]) -> Self {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("fraiseql-redis-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let mut all_args = Vec::new();
+        if let Some(config) = config {
+            let file = dir.join("redis.conf");
+            std::fs::write(&file, config).unwrap();
+            all_args.push(file.to_str().unwrap().to_owned());
+        }
+        all_args.extend(args.iter().map(|s| (*s).to_owned()));
         let mut process = Self {
             port,
             dir,
-            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            args: all_args,
             child: None,
             watchdog: None,
         };
@@ -118,11 +131,11 @@ impl RedisProcess {
 
     fn launch(&mut self) {
         let mut command = Command::new("redis-server");
-        // A config file (an absolute path: sentinels) goes first.
+        // A config file (see `start_with_config`) is the first argument.
         let (files, flags): (Vec<&String>, Vec<&String>) = self
             .args
             .iter()
-            .partition(|a| Path::new(a).is_absolute() && a.ends_with(".conf"));
+            .partition(|a| Path::new(a).starts_with(&self.dir));
         command.args(files);
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -133,10 +146,12 @@ impl RedisProcess {
             .stdout(std::fs::File::create(self.dir.join("redis.log")).unwrap())
             .stderr(Stdio::null());
         let child = command.spawn().expect("redis-server starts");
+        // Also removes the directory: a deployment held in a static is never dropped.
         let script = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null",
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null; rm -rf '{}'",
             std::process::id(),
-            child.id()
+            child.id(),
+            self.dir.display()
         );
         self.watchdog = Some(
             Command::new("sh")
@@ -440,22 +455,14 @@ impl SentinelSet {
             cli(replica.port, &["INFO", "replication"]).contains("master_link_status:up")
         });
         let sentinels: Vec<RedisProcess> = (0..3)
-            .map(|i| {
-                let conf = std::env::temp_dir().join(format!(
-                    "fraiseql-sentinel-{}-{primary_port}-{i}.conf",
-                    std::process::id()
-                ));
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
-                         sentinel down-after-milliseconds {SERVICE} 1000\n\
-                         sentinel failover-timeout {SERVICE} 3000\n\
-                         sentinel parallel-syncs {SERVICE} 1\n"
-                    ),
-                )
-                .unwrap();
-                RedisProcess::start(&[conf.to_str().unwrap(), "--sentinel"])
+            .map(|_| {
+                let config = format!(
+                    "sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {SERVICE} 1000\n\
+                     sentinel failover-timeout {SERVICE} 3000\n\
+                     sentinel parallel-syncs {SERVICE} 1\n"
+                );
+                RedisProcess::start_with_config(Some(&config), &["--sentinel"])
             })
             .collect();
         let set = Self {
