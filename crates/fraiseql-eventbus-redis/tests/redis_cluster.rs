@@ -56,7 +56,11 @@ async fn stored(cluster: &Cluster, channel: &str) -> Vec<u64> {
     let entries: Vec<(String, std::collections::HashMap<String, Value>)> =
         client.xrange(key, "-", "+", None).await.unwrap();
     let _ = client.quit().await;
-    numbers_of(&entries)
+    numbers_of(
+        entries
+            .iter()
+            .map(|(_, fields)| fields["e"].as_bytes().unwrap()),
+    )
 }
 
 async fn failures_heal(mode: RedisMode) {

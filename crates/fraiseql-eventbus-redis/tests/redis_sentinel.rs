@@ -49,7 +49,11 @@ async fn stored(set: &SentinelSet, channel: &str) -> Vec<u64> {
         .await
         .unwrap();
     let _ = client.quit().await;
-    numbers_of(&entries)
+    numbers_of(
+        entries
+            .iter()
+            .map(|(_, fields)| fields["e"].as_bytes().unwrap()),
+    )
 }
 
 async fn failover_heals(mode: RedisMode) {

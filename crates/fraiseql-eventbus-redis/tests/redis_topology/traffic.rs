@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use fraiseql_eventbus_redis::{RedisBus, RedisMode};
 use fraiseql_subscriptions::{Event, EventBus};
-use fred::prelude::Value;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -221,12 +220,12 @@ pub(crate) fn spread_channels(
     channels
 }
 
-/// Every event's number in stream entries as `XRANGE` returns them.
-pub(crate) fn numbers_of(entries: &[(String, HashMap<String, Value>)]) -> Vec<u64> {
-    entries
-        .iter()
-        .map(|(_, fields)| {
-            let event = Event::from_wire_json(fields["e"].as_bytes().unwrap()).unwrap();
+/// Every event's number, from the wire JSON of events (the `e` field of stream entries).
+pub(crate) fn numbers_of<B: AsRef<[u8]>>(events: impl IntoIterator<Item = B>) -> Vec<u64> {
+    events
+        .into_iter()
+        .map(|bytes| {
+            let event = Event::from_wire_json(bytes.as_ref()).unwrap();
             event.data().value().unwrap()["n"].as_u64().unwrap()
         })
         .collect()
