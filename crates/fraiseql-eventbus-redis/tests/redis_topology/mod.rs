@@ -124,11 +124,6 @@ impl RedisProcess {
         process
     }
 
-    /// The process's directory (its config files, `nodes.conf`).
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn launch(&mut self) {
         let mut command = Command::new("redis-server");
         // A config file (see `start_with_config`) is the first argument.
